@@ -1,0 +1,197 @@
+/**
+ * Blobs: served from storage when the repository is known to hold them, otherwise fetched once from
+ * upstream through a spool that every concurrent client follows (see spool.ts), then committed.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Digest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import type { MetadataStore } from '../metadata/records.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { blobKey } from '../storage/keys.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import { SpoolDownload } from './spool.js';
+import { errorForFailure, errorForStatus } from './upstream-errors.js';
+
+/** How a request was answered, as reported in headers, logs and metrics. */
+export type CacheOutcome = 'hit' | 'miss' | 'coalesced' | 'stale' | 'revalidated';
+
+/** A blob ready to be sent. */
+export interface BlobSource {
+  /** Its size, when known before the bytes are (always, except for a cold blob upstream sent chunked). */
+  size: number | undefined;
+  outcome: CacheOutcome;
+  /** Bytes `start`..`end` inclusive. Call at most once; otherwise call `release`. */
+  stream(start?: number, end?: number): Readable;
+  release(): void;
+  /** Resolves with the final size once the blob is complete (at once for stored blobs). */
+  complete(): Promise<number>;
+}
+
+interface Download {
+  spool: Promise<SpoolDownload>;
+  /** The upstream and repository it was fetched for. */
+  origin: string;
+}
+
+/** Dependencies of the blob cache. */
+export interface BlobCacheOptions {
+  storage: StorageDriver;
+  metadata: MetadataStore;
+  upstream: (name: string) => UpstreamClient;
+  /** A local folder for spool files, on the same filesystem as storage when that is local. */
+  spoolDir: string;
+  logger: Logger;
+}
+
+/** Serves blobs for any upstream, one download per digest at a time. */
+export class BlobCache {
+  private readonly downloads = new Map<Digest, Download>();
+
+  constructor(private readonly options: BlobCacheOptions) {}
+
+  /** Empties the spool folder: whatever is there was left by a process that died mid-download. */
+  async init(): Promise<void> {
+    await rm(this.options.spoolDir, { recursive: true, force: true });
+    await mkdir(this.options.spoolDir, { recursive: true });
+  }
+
+  /** Downloads under way now. */
+  get inflight(): number {
+    return this.downloads.size;
+  }
+
+  /** Opens a blob for a GET. */
+  async open(upstream: string, repository: string, digest: Digest): Promise<BlobSource> {
+    // The download map is checked before storage: a download leaves the map only after its commit.
+    const download = this.downloads.get(digest);
+    if (download) {
+      if (download.origin !== originOf(upstream, repository)) await this.confirmUpstreamHas(upstream, repository, digest);
+      const joined = fromSpool(await download.spool, 'coalesced');
+      if (joined) return joined; // else it was committed meanwhile: read it from storage
+    }
+    const stored = await this.openStored(upstream, repository, digest);
+    if (stored) return stored;
+    const fetched = fromSpool(await this.startDownload(upstream, repository, digest), 'miss');
+    if (!fetched) throw new RegistryError('UNKNOWN', 'download closed before it could be read');
+    return fetched;
+  }
+
+  /** Size and outcome for a HEAD, without downloading the blob. */
+  async stat(upstream: string, repository: string, digest: Digest): Promise<{ size: number | undefined; outcome: CacheOutcome }> {
+    const download = this.downloads.get(digest);
+    if (download && download.origin === originOf(upstream, repository)) return { size: (await download.spool).size, outcome: 'coalesced' };
+    const stored = await this.options.storage.stat(blobKey(digest));
+    if (stored && (await this.options.metadata.hasBlobLink(upstream, repository, digest))) return { size: stored.size, outcome: 'hit' };
+    const size = await this.confirmUpstreamHas(upstream, repository, digest);
+    return { size, outcome: stored ? 'hit' : 'miss' };
+  }
+
+  private async openStored(upstream: string, repository: string, digest: Digest): Promise<BlobSource | undefined> {
+    const { storage, metadata } = this.options;
+    const linked = await metadata.hasBlobLink(upstream, repository, digest);
+    const handle = await storage.open(blobKey(digest));
+    if (!handle) return undefined;
+    if (!linked) {
+      try {
+        await this.confirmUpstreamHas(upstream, repository, digest);
+      } catch (err) {
+        await handle.close();
+        throw err;
+      }
+    }
+    return {
+      size: handle.size,
+      outcome: 'hit',
+      stream: (start, end) => handle.stream(start, end),
+      release: () => void handle.close(),
+      complete: () => Promise.resolve(handle.size),
+    };
+  }
+
+  /**
+   * Asks upstream (HEAD) whether this repository holds a blob the cache got through another one,
+   * so content is never handed to a repository that upstream would refuse it for. Links on success.
+   */
+  private async confirmUpstreamHas(upstream: string, repository: string, digest: Digest): Promise<number | undefined> {
+    const client = this.options.upstream(upstream);
+    let res;
+    try {
+      res = await client.request({ method: 'HEAD', path: `/v2/${repository}/blobs/${digest}`, repository });
+    } catch (err) {
+      throw errorForFailure(err, upstream);
+    }
+    res.body.destroy();
+    if (res.status !== 200) throw errorForStatus(res, upstream, 'BLOB_UNKNOWN');
+    await this.options.metadata.linkBlob(upstream, repository, digest);
+    const length = Number(res.headers['content-length']);
+    return Number.isFinite(length) ? length : undefined;
+  }
+
+  private startDownload(upstream: string, repository: string, digest: Digest): Promise<SpoolDownload> {
+    const spool = this.fetchIntoSpool(upstream, repository, digest);
+    const entry: Download = { spool, origin: originOf(upstream, repository) };
+    this.downloads.set(digest, entry);
+    spool.then(
+      (download) => void this.commitWhenVerified(download, entry, upstream, repository),
+      () => this.downloads.delete(digest),
+    );
+    return spool;
+  }
+
+  private async fetchIntoSpool(upstream: string, repository: string, digest: Digest): Promise<SpoolDownload> {
+    const client = this.options.upstream(upstream);
+    let res;
+    try {
+      res = await client.request({ method: 'GET', path: `/v2/${repository}/blobs/${digest}`, repository });
+    } catch (err) {
+      throw errorForFailure(err, upstream);
+    }
+    if (res.status !== 200) {
+      res.body.destroy();
+      throw errorForStatus(res, upstream, 'BLOB_UNKNOWN');
+    }
+    const length = Number(res.headers['content-length']);
+    const path = join(this.options.spoolDir, randomUUID());
+    return SpoolDownload.start(digest, Number.isFinite(length) ? length : undefined, path, res.body);
+  }
+
+  private async commitWhenVerified(download: SpoolDownload, entry: Download, upstream: string, repository: string): Promise<void> {
+    const { storage, metadata, logger } = this.options;
+    try {
+      await download.done;
+      await storage.putFile(blobKey(download.digest), download.path);
+      await metadata.linkBlob(upstream, repository, download.digest);
+    } catch (err) {
+      logger.warn({ err, upstream, repository, digest: download.digest }, 'blob not cached');
+      await rm(download.path, { force: true });
+    } finally {
+      if (this.downloads.get(download.digest) === entry) this.downloads.delete(download.digest);
+      await download.closeWhenIdle();
+    }
+  }
+}
+
+function originOf(upstream: string, repository: string): string {
+  return `${upstream}/${repository}`;
+}
+
+function fromSpool(download: SpoolDownload, outcome: CacheOutcome): BlobSource | undefined {
+  const lease = download.retain();
+  if (!lease) return undefined;
+  return {
+    size: download.size,
+    outcome,
+    stream: (start, end) => lease.read(start, end),
+    release: () => lease.release(),
+    complete: async () => {
+      await download.done.catch((err: unknown) => {
+        throw new RegistryError('UPSTREAM_UNAVAILABLE', `download failed: ${(err as Error).message}`);
+      });
+      return download.written;
+    },
+  };
+}

@@ -1,0 +1,244 @@
+/**
+ * Manifests and tags. Manifests by digest are immutable: verified once, then served from the cache.
+ * Tags are trusted for their TTL with no upstream request at all; after it they are revalidated
+ * with a HEAD (Docker Hub does not count HEADs against its pull limit), and fetched with a GET only
+ * when the digest moved. When upstream is unavailable, what is cached is served, marked stale.
+ */
+import type { Logger } from 'pino';
+import { LRUCache } from 'lru-cache';
+import { digestAlgorithm, digestOf, parseDigest, type Digest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import { DEFAULT_MANIFEST_ACCEPT, isAcceptable, isIndexMediaType, manifestMediaType, MEDIA_TYPE } from '../oci/media-types.js';
+import type { MetadataStore, TagRecord } from '../metadata/records.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { blobKey } from '../storage/keys.js';
+import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
+import type { CacheOutcome } from './blobs.js';
+import { readLimited } from './read-limited.js';
+import { SingleFlight } from './single-flight.js';
+import { errorForFailure, errorForStatus, isUnavailable } from './upstream-errors.js';
+
+/** Largest manifest accepted from upstream (Distribution's own limit is 4 MiB). */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/** A manifest request, routed and validated. */
+export interface ManifestQuery {
+  upstream: string;
+  repository: string;
+  /** A tag, or the digest when `digest` is set. */
+  reference: string;
+  digest?: Digest | undefined;
+  /** Media types the client accepts; empty means any. */
+  accept: readonly string[];
+  /** HEAD needs no body, so a cold HEAD costs upstream only a HEAD. */
+  method: 'GET' | 'HEAD';
+}
+
+/** A manifest ready to be sent. */
+export interface ManifestAnswer {
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  /** The document; absent only for HEAD answers. */
+  body?: Buffer | undefined;
+  outcome: CacheOutcome;
+}
+
+/** Dependencies of the manifest cache. */
+export interface ManifestCacheOptions {
+  storage: StorageDriver;
+  metadata: MetadataStore;
+  upstream: (name: string) => UpstreamClient;
+  /** How long a tag is trusted without asking upstream, per upstream. */
+  tagTTL: (upstream: string) => number;
+  serveStaleOnError: boolean;
+  /** Bytes of manifest documents kept in memory. */
+  memoryBytes: number;
+  logger: Logger;
+  now?: () => number;
+}
+
+/** Serves manifests by tag and digest for every upstream. */
+export class ManifestCache {
+  private readonly documents: LRUCache<Digest, Buffer> | undefined;
+  private readonly flights = new SingleFlight<ManifestAnswer>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: ManifestCacheOptions) {
+    this.now = options.now ?? Date.now;
+    this.documents = options.memoryBytes > 0
+      ? new LRUCache<Digest, Buffer>({ maxSize: options.memoryBytes, sizeCalculation: (b) => Math.max(1, b.length) })
+      : undefined;
+  }
+
+  /** Answers a manifest request from the cache or upstream. */
+  async get(query: ManifestQuery): Promise<ManifestAnswer> {
+    return query.digest ? this.byDigest(query, query.digest) : this.byTag(query);
+  }
+
+  private async byDigest(query: ManifestQuery, digest: Digest): Promise<ManifestAnswer> {
+    const local = await this.local(query, digest);
+    if (local) return { ...local, outcome: 'hit' };
+    return this.coalesced(query, `${digest}`, () => this.fetch(query, digest));
+  }
+
+  private async byTag(query: ManifestQuery): Promise<ManifestAnswer> {
+    const { metadata } = this.options;
+    const record = await metadata.getTag(query.upstream, query.repository, query.reference);
+    if (!record || !isAcceptable(record.mediaType, query.accept)) {
+      return this.coalesced(query, `tag:${query.reference}`, () => this.fetch(query, undefined));
+    }
+    if (this.now() - record.checkedAt < this.options.tagTTL(query.upstream)) {
+      const local = await this.fromRecord(query, record);
+      if (local) return { ...local, outcome: 'hit' };
+      return this.coalesced(query, record.digest, () => this.fetch(query, record.digest));
+    }
+    return this.coalesced(query, `revalidate:${query.reference}`, () => this.revalidate(query, record));
+  }
+
+  /** HEADs the tag upstream; the cached manifest stays if the digest did not move. */
+  private async revalidate(query: ManifestQuery, record: TagRecord): Promise<ManifestAnswer> {
+    let res: UpstreamResponse;
+    try {
+      res = await this.send(query, 'HEAD', query.reference);
+      res.body.destroy();
+    } catch (err) {
+      return this.staleOr(query, record, err);
+    }
+    if (res.status !== 200) return this.staleOr(query, record, errorForStatus(res, query.upstream, 'MANIFEST_UNKNOWN'));
+    const digest = parseDigest(String(res.headers['docker-content-digest'] ?? ''));
+    if (!digest) return this.fetch(query, undefined);
+    if (digest !== record.digest) return this.fetch(query, digest, { tag: query.reference });
+    await this.options.metadata.putTag(query.upstream, query.repository, query.reference, { ...record, checkedAt: this.now() });
+    const local = await this.fromRecord(query, record);
+    if (local) return { ...local, outcome: 'revalidated' };
+    return this.fetch(query, digest, { tag: query.reference });
+  }
+
+  private async staleOr(query: ManifestQuery, record: TagRecord, err: unknown): Promise<ManifestAnswer> {
+    const error = err instanceof RegistryError ? err : errorForFailure(err, query.upstream);
+    if (!this.options.serveStaleOnError || !isUnavailable(err)) throw error;
+    const local = await this.fromRecord(query, record);
+    if (!local) throw error;
+    this.options.logger.warn({ upstream: query.upstream, repository: query.repository, tag: query.reference, reason: error.message }, 'upstream unavailable: serving stale tag');
+    return { ...local, outcome: 'stale' };
+  }
+
+  /**
+   * Gets a manifest from upstream by `digest`, or by the query's tag when no digest is given, verifies
+   * it and stores it. A HEAD query asks upstream only for a HEAD when it names the digest.
+   */
+  private async fetch(query: ManifestQuery, digest: Digest | undefined, opts: { tag?: string } = {}): Promise<ManifestAnswer> {
+    const tag = digest === undefined ? query.reference : opts.tag;
+    const method = query.method === 'HEAD' && digest === undefined ? 'HEAD' : 'GET';
+    let res: UpstreamResponse;
+    try {
+      res = await this.send(query, method, digest ?? query.reference);
+    } catch (err) {
+      throw errorForFailure(err, query.upstream);
+    }
+    if (res.status !== 200) {
+      res.body.destroy();
+      throw errorForStatus(res, query.upstream, 'MANIFEST_UNKNOWN');
+    }
+    const announced = parseDigest(String(res.headers['docker-content-digest'] ?? ''));
+    if (method === 'HEAD') return this.fromHead(query, res, announced);
+
+    const body = await readLimited(res, MAX_MANIFEST_BYTES, 'MANIFEST_INVALID');
+    const actual = digestOf(body, digest ? digestAlgorithm(digest) : 'sha256');
+    if ((digest && actual !== digest) || (announced && digestAlgorithm(announced) === digestAlgorithm(actual) && announced !== actual)) {
+      throw new RegistryError('UPSTREAM_UNAVAILABLE', `${query.upstream} sent a manifest that does not match its digest`, { expected: digest ?? announced, actual });
+    }
+    const contentType = headerString(res.headers['content-type']);
+    const answer: ManifestAnswer = { digest: actual, mediaType: manifestMediaType(body, contentType), size: body.length, body, outcome: 'miss' };
+    await this.store(query, answer, tag);
+    return answer;
+  }
+
+  /** A cold HEAD by tag: answered from upstream's HEAD, and the tag recorded (no GET, no pull counted). */
+  private async fromHead(query: ManifestQuery, res: UpstreamResponse, digest: Digest | undefined): Promise<ManifestAnswer> {
+    const size = Number(res.headers['content-length']);
+    const mediaType = headerString(res.headers['content-type']);
+    if (!digest || !Number.isFinite(size) || !mediaType) return this.fetch({ ...query, method: 'GET' }, undefined);
+    const answer: ManifestAnswer = { digest, mediaType, size, outcome: 'miss' };
+    if (this.recordsTags(query)) {
+      await this.options.metadata.putTag(query.upstream, query.repository, query.reference, { digest, mediaType, size, checkedAt: this.now() });
+    }
+    return answer;
+  }
+
+  private async store(query: ManifestQuery, answer: ManifestAnswer, tag: string | undefined): Promise<void> {
+    const { storage, metadata } = this.options;
+    const { upstream, repository } = query;
+    await storage.put(blobKey(answer.digest), answer.body!);
+    this.documents?.set(answer.digest, answer.body!);
+    await metadata.putManifest(upstream, repository, answer.digest, { mediaType: answer.mediaType, size: answer.size });
+    // The layers and config an image manifest names are, by definition, in this repository upstream.
+    for (const child of referencedBlobs(answer.body!, answer.mediaType)) await metadata.linkBlob(upstream, repository, child);
+    if (tag !== undefined && this.recordsTags(query)) {
+      await metadata.putTag(upstream, repository, tag, { digest: answer.digest, mediaType: answer.mediaType, size: answer.size, checkedAt: this.now() });
+    }
+  }
+
+  /** Tag records are written only for requests that accept every modern form, so none is skewed by a narrow Accept. */
+  private recordsTags(query: ManifestQuery): boolean {
+    return query.accept.length === 0 || ALL_MANIFEST_TYPES.every((t) => isAcceptable(t, query.accept));
+  }
+
+  private async fromRecord(query: ManifestQuery, record: TagRecord): Promise<Omit<ManifestAnswer, 'outcome'> | undefined> {
+    if (query.method === 'HEAD') return { digest: record.digest, mediaType: record.mediaType, size: record.size };
+    return this.local({ ...query, method: 'GET' }, record.digest);
+  }
+
+  /** The manifest from the cache, when this repository holds it and its bytes are present. */
+  private async local(query: ManifestQuery, digest: Digest): Promise<Omit<ManifestAnswer, 'outcome'> | undefined> {
+    const record = await this.options.metadata.getManifest(query.upstream, query.repository, digest);
+    if (!record) return undefined;
+    const body = await this.document(digest);
+    if (!body) return undefined;
+    return { digest, mediaType: record.mediaType, size: body.length, body: query.method === 'GET' ? body : undefined };
+  }
+
+  private async document(digest: Digest): Promise<Buffer | undefined> {
+    const cached = this.documents?.get(digest);
+    if (cached) return cached;
+    const body = await this.options.storage.get(blobKey(digest));
+    if (!body || digestOf(body, digestAlgorithm(digest)) !== digest) return undefined;
+    this.documents?.set(digest, body);
+    return body;
+  }
+
+  private send(query: ManifestQuery, method: 'GET' | 'HEAD', reference: string): Promise<UpstreamResponse> {
+    const accept = query.accept.length > 0 ? query.accept.join(', ') : DEFAULT_MANIFEST_ACCEPT;
+    return this.options.upstream(query.upstream).request({
+      method,
+      path: `/v2/${query.repository}/manifests/${reference}`,
+      repository: query.repository,
+      headers: { accept },
+    });
+  }
+
+  private async coalesced(query: ManifestQuery, key: string, fn: () => Promise<ManifestAnswer>): Promise<ManifestAnswer> {
+    const flightKey = `${query.upstream}/${query.repository}|${key}|${query.method}|${query.accept.join(',')}`;
+    const { value, joined } = await this.flights.do(flightKey, fn);
+    return joined ? { ...value, outcome: 'coalesced' } : value;
+  }
+}
+
+const ALL_MANIFEST_TYPES = [MEDIA_TYPE.ociIndex, MEDIA_TYPE.ociManifest, MEDIA_TYPE.dockerManifestList, MEDIA_TYPE.dockerManifest];
+
+function headerString(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Digests of the config and layers of an image manifest (none for indexes or unreadable documents). */
+function referencedBlobs(body: Buffer, mediaType: string): Digest[] {
+  if (isIndexMediaType(mediaType)) return [];
+  try {
+    const doc = JSON.parse(body.toString('utf8')) as { config?: { digest?: unknown }; layers?: Array<{ digest?: unknown }> };
+    const candidates = [doc.config?.digest, ...(doc.layers ?? []).map((l) => l.digest)];
+    return candidates.flatMap((d) => (typeof d === 'string' && parseDigest(d) ? [d as Digest] : []));
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * One upstream download of a blob into a local spool file, shared by every client that wants the
+ * blob while it arrives (single flight). Invariants:
+ * - bytes are hashed as they arrive; the blob is handed to storage only if digest and size verify;
+ * - a reader never receives the blob's final byte before verification, so a client of a corrupt
+ *   download sees its transfer cut short, never completed with wrong bytes;
+ * - the download does not depend on any client: it finishes (and fills the cache) when clients
+ *   leave, and a slow client never slows the others (each reads the spool at its own pace).
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { digestAlgorithm, type Digest } from '../oci/digest.js';
+
+/** How much a reader asks of the spool file at once. */
+const READ_CHUNK_BYTES = 256 * 1024;
+
+/** Why a spooled download failed. */
+export class SpoolError extends Error {
+  override name = 'SpoolError';
+  constructor(
+    message: string,
+    readonly reason: 'digest-mismatch' | 'size-mismatch' | 'upstream-failed' | 'write-failed',
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+type State = 'running' | 'verified' | 'failed';
+
+/** A reserved read of a spool: `read` follows the spool as it grows; `end` defaults to the last byte. */
+export interface SpoolLease {
+  read(start?: number, end?: number): Readable;
+  release(): void;
+}
+
+/** A blob download in progress (or just finished) in a spool file. */
+export class SpoolDownload {
+  /** Bytes written to the spool so far. */
+  written = 0;
+  private state: State = 'running';
+  private failure: Error | undefined;
+  private readonly hash: Hash;
+  private readonly events = new EventEmitter();
+  private readers = 0;
+  private released = false;
+  private closed = false;
+  /** Settles when the download is verified (resolves) or has failed (rejects). */
+  readonly done: Promise<void>;
+
+  private constructor(
+    readonly digest: Digest,
+    /** The size upstream announced, when it did. */
+    readonly expectedSize: number | undefined,
+    readonly path: string,
+    private readonly fh: FileHandle,
+  ) {
+    this.hash = createHash(digestAlgorithm(digest));
+    this.events.setMaxListeners(0);
+    this.done = new Promise((resolve, reject) => {
+      this.events.once('settled', () => (this.state === 'verified' ? resolve() : reject(this.failure)));
+    });
+    this.done.catch(() => undefined); // observed by readers and by the owner
+  }
+
+  /** Creates the spool file and starts copying `body` into it. */
+  static async start(digest: Digest, expectedSize: number | undefined, path: string, body: AsyncIterable<Buffer>): Promise<SpoolDownload> {
+    const fh = await open(path, 'w+');
+    const download = new SpoolDownload(digest, expectedSize, path, fh);
+    void download.pump(body);
+    return download;
+  }
+
+  /** True once the blob verified. */
+  get verified(): boolean {
+    return this.state === 'verified';
+  }
+
+  /** The size, once known for certain (announced, or counted at the end). */
+  get size(): number | undefined {
+    return this.state === 'verified' ? this.written : this.expectedSize;
+  }
+
+  /**
+   * Reserves a place to read the spool (the file stays open until it is used or released), or
+   * returns undefined when the spool is already closed (the blob is in storage by then).
+   */
+  retain(): SpoolLease | undefined {
+    if (this.closed) return undefined;
+    this.readers++;
+    let used = false;
+    const once = (): void => {
+      if (used) throw new Error('spool lease used twice');
+      used = true;
+    };
+    return {
+      read: (start = 0, end?: number) => {
+        once();
+        return new SpoolReader(this, start, end);
+      },
+      release: () => {
+        once();
+        this.readerDone();
+      },
+    };
+  }
+
+  /** Reads up to `length` bytes at `position`, waiting until they are readable; null at the end. */
+  async readAt(position: number, end: number | undefined): Promise<Buffer | null> {
+    for (;;) {
+      const last = end ?? (this.state === 'verified' ? this.written - 1 : Number.POSITIVE_INFINITY);
+      if (position > last) return null;
+      const available = this.readableLimit() - 1;
+      if (position <= available) {
+        const length = Math.min(READ_CHUNK_BYTES, Math.min(last, available) - position + 1);
+        const buffer = Buffer.allocUnsafe(length);
+        const { bytesRead } = await this.fh.read(buffer, 0, length, position);
+        return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+      }
+      if (this.state === 'failed') throw this.failure;
+      await new Promise<void>((resolve) => this.events.once('progress', resolve));
+    }
+  }
+
+  /** Called when a lease's reader ends or is destroyed, or the lease is released. */
+  readerDone(): void {
+    this.readers--;
+    void this.releaseIfIdle();
+  }
+
+  /** Hands the spool file over (after verification) and stops tracking readers' needs for it. */
+  async closeWhenIdle(): Promise<void> {
+    this.released = true;
+    await this.releaseIfIdle();
+  }
+
+  /** Bytes a reader may see now: all once verified, else all but the final byte. */
+  private readableLimit(): number {
+    if (this.state === 'verified') return this.written;
+    if (this.expectedSize !== undefined) return Math.min(this.written, this.expectedSize - 1);
+    return this.written; // size unknown: the response only ends after verification
+  }
+
+  private async pump(body: AsyncIterable<Buffer>): Promise<void> {
+    try {
+      for await (const chunk of body) {
+        this.hash.update(chunk);
+        let offset = 0;
+        while (offset < chunk.length) {
+          const { bytesWritten } = await this.fh.write(chunk, offset, chunk.length - offset, this.written + offset);
+          offset += bytesWritten;
+        }
+        this.written += chunk.length;
+        if (this.expectedSize !== undefined && this.written > this.expectedSize) {
+          throw new SpoolError('upstream sent more bytes than announced', 'size-mismatch');
+        }
+        this.events.emit('progress');
+      }
+      if (this.expectedSize !== undefined && this.written !== this.expectedSize) {
+        throw new SpoolError(`upstream sent ${this.written} of ${this.expectedSize} bytes`, 'size-mismatch');
+      }
+      const actual = `${digestAlgorithm(this.digest)}:${this.hash.digest('hex')}`;
+      if (actual !== this.digest) throw new SpoolError(`upstream sent content with digest ${actual}`, 'digest-mismatch');
+      await this.fh.datasync();
+      this.settle('verified');
+    } catch (err) {
+      this.failure = err instanceof SpoolError ? err : new SpoolError(`download failed: ${(err as Error).message}`, 'upstream-failed', { cause: err });
+      this.settle('failed');
+      const source = body as { destroy?: (err?: Error) => void };
+      source.destroy?.();
+      await unlink(this.path).catch(() => undefined);
+    }
+  }
+
+  private settle(state: State): void {
+    this.state = state;
+    this.events.emit('progress');
+    this.events.emit('settled');
+  }
+
+  private async releaseIfIdle(): Promise<void> {
+    if ((this.released || this.state === 'failed') && this.readers === 0 && this.state !== 'running' && !this.closed) {
+      this.closed = true;
+      await this.fh.close().catch(() => undefined);
+    }
+  }
+}
+
+/** A client's view of a spool: follows it as it grows, at the client's own pace. */
+class SpoolReader extends Readable {
+  private finished = false;
+
+  constructor(
+    private readonly spool: SpoolDownload,
+    private position: number,
+    private readonly end: number | undefined,
+  ) {
+    super({ highWaterMark: READ_CHUNK_BYTES });
+  }
+
+  override _read(): void {
+    this.spool.readAt(this.position, this.end).then(
+      (chunk) => {
+        if (chunk) this.position += chunk.length;
+        this.push(chunk);
+      },
+      (err: Error) => this.destroy(err),
+    );
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.finished) {
+      this.finished = true;
+      this.spool.readerDone();
+    }
+    callback(err);
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * The configuration schema: the single source of truth for the config file's keys, types and
+ * defaults. docs/configuration.md describes the same keys; config.test.ts keeps the two in step.
+ */
+import { z } from 'zod';
+import { looksLikeRegistryHost } from '../oci/reference.js';
+import { parseDuration } from './units.js';
+
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration (use e.g. 500ms, 30s, 5m, 1h)` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:/]*):\d{1,5}$/, 'must be host:port, e.g. 0.0.0.0:5000 or :5000');
+
+const credentials = z
+  .object({
+    username: z.string().optional(),
+    usernameEnv: z.string().optional(),
+    password: z.string().optional(),
+    passwordEnv: z.string().optional(),
+    passwordFile: z.string().optional(),
+  })
+  .strict();
+
+const upstream = z
+  .object({
+    url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+    hosts: z.array(z.string().min(1)).default([]),
+    dockerHubNames: z.boolean().optional(),
+    credentials: credentials.optional(),
+    tagTTL: duration.optional(),
+    timeouts: z
+      .object({ connect: duration.default(10_000), headers: duration.default(30_000), idle: duration.default(60_000) })
+      .strict()
+      .prefault({}),
+    retries: z.number().int().min(0).max(10).default(2),
+  })
+  .strict();
+
+const listener = z
+  .object({
+    address: hostPort,
+    upstream: z.string().optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    version: z.literal(1, { error: 'must be 1' }),
+    listeners: z.array(listener).min(1).default([{ address: '0.0.0.0:5000' }]),
+    routing: z.object({ defaultUpstream: z.string().optional() }).strict().prefault({}),
+    storage: z
+      .object({ driver: z.literal('filesystem').default('filesystem'), path: z.string().min(1).default('./data') })
+      .strict()
+      .prefault({}),
+    cache: z
+      .object({
+        tagTTL: duration.default(300_000),
+        serveStaleOnError: z.boolean().default(true),
+        manifestMemoryBytes: z.number().int().min(0).default(32 * 1024 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        format: z.enum(['json', 'pretty']).default('json'),
+        accessLog: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+    upstreams: z.record(z.string(), upstream).refine((u) => Object.keys(u).length > 0, 'at least one upstream is needed'),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const names = new Set(Object.keys(config.upstreams));
+    for (const name of names) {
+      if (!looksLikeRegistryHost(name)) {
+        ctx.addIssue({ code: 'custom', path: ['upstreams', name], message: 'an upstream is named by its registry host, e.g. ghcr.io' });
+      }
+    }
+    config.listeners.forEach((l, i) => {
+      if (l.upstream !== undefined && !names.has(l.upstream)) {
+        ctx.addIssue({ code: 'custom', path: ['listeners', i, 'upstream'], message: `no upstream named "${l.upstream}"` });
+      }
+    });
+    const fallback = config.routing.defaultUpstream;
+    if (fallback !== undefined && !names.has(fallback)) {
+      ctx.addIssue({ code: 'custom', path: ['routing', 'defaultUpstream'], message: `no upstream named "${fallback}"` });
+    }
+  });
+
+/** The configuration file as written (before defaults). */
+export type ConfigInput = z.input<typeof configSchema>;
+/** The validated configuration with every default applied. */
+export type Config = z.output<typeof configSchema>;
+/** One upstream's validated settings. */
+export type UpstreamConfig = Config['upstreams'][string];

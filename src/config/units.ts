@@ -1,0 +1,12 @@
+/** Human-friendly durations ("30s", "5m") and sizes ("50GiB") used in the config file. */
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+const DURATION_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Milliseconds for a duration string, or for a number of seconds; undefined when malformed. */
+export function parseDuration(value: string | number): number | undefined {
+  if (typeof value === 'number') return value >= 0 ? Math.round(value * 1000) : undefined;
+  const m = DURATION.exec(value.trim());
+  if (!m) return undefined;
+  return Math.round(Number(m[1]) * DURATION_MS[m[2]!]!);
+}

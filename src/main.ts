@@ -1,0 +1,97 @@
+/**
+ * Wires regmirror together, top to bottom: config → storage → metadata → upstream clients → caches
+ * → router → HTTP listeners. The only module besides the CLI that reads the configuration.
+ */
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { BlobCache } from './cache/blobs.js';
+import { ListCache } from './cache/lists.js';
+import { ManifestCache } from './cache/manifests.js';
+import { resolveCredentials } from './config/credentials.js';
+import type { Config } from './config/schema.js';
+import { RegistryApi } from './http/registry-api.js';
+import { listen, type OpenListener } from './http/server.js';
+import { MetadataStore } from './metadata/records.js';
+import { Router } from './routing/router.js';
+import { FilesystemDriver } from './storage/filesystem.js';
+import { UpstreamClient } from './upstream/client.js';
+
+/** A running mirror. */
+export interface Mirror {
+  listeners: OpenListener[];
+  /** Stops accepting requests, lets open ones finish (up to `graceMs`), closes upstream pools. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Starts a mirror for a validated configuration. */
+export async function startMirror(config: Readonly<Config>, logger: Logger): Promise<Mirror> {
+  const storage = new FilesystemDriver(config.storage.path);
+  await storage.init();
+  const metadata = new MetadataStore(storage);
+
+  const clients = new Map<string, UpstreamClient>();
+  for (const [name, upstream] of Object.entries(config.upstreams)) {
+    clients.set(name, new UpstreamClient({
+      name,
+      url: upstream.url,
+      credentials: resolveCredentials(name, upstream.credentials),
+      timeouts: upstream.timeouts,
+      retries: upstream.retries,
+    }));
+  }
+  const upstream = (name: string): UpstreamClient => {
+    const client = clients.get(name);
+    if (!client) throw new Error(`no upstream client for ${name}`);
+    return client;
+  };
+
+  const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: join(storage.root, '_spool'), logger });
+  await blobs.init();
+  const manifests = new ManifestCache({
+    storage,
+    metadata,
+    upstream,
+    tagTTL: (name) => config.upstreams[name]?.tagTTL ?? config.cache.tagTTL,
+    serveStaleOnError: config.cache.serveStaleOnError,
+    memoryBytes: config.cache.manifestMemoryBytes,
+    logger,
+  });
+  const lists = new ListCache(storage, upstream, config.cache.serveStaleOnError);
+
+  const router = new Router(
+    Object.entries(config.upstreams).map(([name, u]) => ({ name, hosts: u.hosts, dockerHubNames: u.dockerHubNames ?? false })),
+    config.routing.defaultUpstream,
+  );
+  const api = new RegistryApi({ blobs, manifests, lists });
+  const listeners: OpenListener[] = [];
+  try {
+    for (const l of config.listeners) {
+      const { host, port } = parseAddress(l.address);
+      const open = await listen({ host, port, upstream: l.upstream }, { router, api, logger, accessLog: config.log.accessLog });
+      listeners.push(open);
+      logger.info({ address: `${open.address.address}:${open.address.port}`, upstream: l.upstream }, 'listening');
+    }
+  } catch (err) {
+    await Promise.all(listeners.map((l) => new Promise((resolve) => l.server.close(resolve))));
+    throw err;
+  }
+
+  return {
+    listeners,
+    async close(graceMs = 5_000) {
+      await Promise.all(listeners.map((l) => new Promise<void>((resolve) => {
+        l.server.close(() => resolve());
+        l.server.closeIdleConnections();
+        setTimeout(() => l.server.closeAllConnections(), graceMs).unref();
+      })));
+      await Promise.all([...clients.values()].map((c) => c.close()));
+    },
+  };
+}
+
+/** Splits `host:port` (`[v6]:port`, `:port` for every interface). */
+export function parseAddress(address: string): { host: string; port: number } {
+  const at = address.lastIndexOf(':');
+  const host = address.slice(0, at).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(address.slice(at + 1)) };
+}

@@ -1,0 +1,92 @@
+/**
+ * Small mutable records beside the content: which repository holds which blob and manifest, and what
+ * each tag points at. Kept in the storage driver (so they survive restarts and scale out with it)
+ * and mirrored in bounded memory caches so warm requests do no metadata I/O.
+ */
+import { LRUCache } from 'lru-cache';
+import type { Digest } from '../oci/digest.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { blobLinkKey, manifestLinkKey, tagKey } from '../storage/keys.js';
+
+/** What a tag pointed at when last asked upstream. */
+export interface TagRecord {
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  /** When upstream last confirmed the tag (ms since the epoch). */
+  checkedAt: number;
+}
+
+/** A manifest known to be in a repository. */
+export interface ManifestRecord {
+  mediaType: string;
+  size: number;
+}
+
+/** Entries kept in memory per record kind. */
+const MEMORY_ENTRIES = 50_000;
+
+/** Reads and writes tag records and repository links. */
+export class MetadataStore {
+  private readonly tags = new LRUCache<string, TagRecord>({ max: MEMORY_ENTRIES });
+  private readonly manifests = new LRUCache<string, ManifestRecord>({ max: MEMORY_ENTRIES });
+  private readonly blobLinks = new LRUCache<string, true>({ max: MEMORY_ENTRIES });
+
+  constructor(private readonly storage: StorageDriver) {}
+
+  /** The tag's record, or undefined when the tag was never resolved. */
+  async getTag(upstream: string, repository: string, tag: string): Promise<TagRecord | undefined> {
+    const key = tagKey(upstream, repository, tag);
+    return this.tags.get(key) ?? this.load(key, this.tags);
+  }
+
+  /** Records what a tag points at. */
+  async putTag(upstream: string, repository: string, tag: string, record: TagRecord): Promise<void> {
+    await this.save(tagKey(upstream, repository, tag), record, this.tags);
+  }
+
+  /** The repository's record of a manifest, or undefined when it has none. */
+  async getManifest(upstream: string, repository: string, digest: Digest): Promise<ManifestRecord | undefined> {
+    const key = manifestLinkKey(upstream, repository, digest);
+    return this.manifests.get(key) ?? this.load(key, this.manifests);
+  }
+
+  /** Records that the repository holds a manifest. */
+  async putManifest(upstream: string, repository: string, digest: Digest, record: ManifestRecord): Promise<void> {
+    await this.save(manifestLinkKey(upstream, repository, digest), record, this.manifests);
+  }
+
+  /** True when the repository is known to hold the blob. */
+  async hasBlobLink(upstream: string, repository: string, digest: Digest): Promise<boolean> {
+    const key = blobLinkKey(upstream, repository, digest);
+    if (this.blobLinks.get(key)) return true;
+    if ((await this.storage.stat(key)) === undefined) return false;
+    this.blobLinks.set(key, true);
+    return true;
+  }
+
+  /** Records that the repository holds the blob. */
+  async linkBlob(upstream: string, repository: string, digest: Digest): Promise<void> {
+    const key = blobLinkKey(upstream, repository, digest);
+    if (this.blobLinks.get(key)) return;
+    await this.storage.put(key, Buffer.alloc(0));
+    this.blobLinks.set(key, true);
+  }
+
+  private async load<T extends object>(key: string, memory: LRUCache<string, T>): Promise<T | undefined> {
+    const data = await this.storage.get(key);
+    if (!data) return undefined;
+    try {
+      const value = JSON.parse(data.toString('utf8')) as T;
+      memory.set(key, value);
+      return value;
+    } catch {
+      return undefined; // a damaged record is as good as none: the next fetch rewrites it
+    }
+  }
+
+  private async save<T extends object>(key: string, value: T, memory: LRUCache<string, T>): Promise<void> {
+    await this.storage.put(key, Buffer.from(JSON.stringify(value)));
+    memory.set(key, value);
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The one error model of regmirror. Every failure that reaches a client is a RegistryError carrying
+ * an OCI distribution error code; the HTTP status comes from the code, never from the caller.
+ */
+
+/** Error codes of the OCI distribution spec, plus the few a proxy needs (all upper case on the wire). */
+export const ERROR_STATUS = {
+  BLOB_UNKNOWN: 404,
+  BLOB_UPLOAD_INVALID: 400,
+  BLOB_UPLOAD_UNKNOWN: 404,
+  DIGEST_INVALID: 400,
+  MANIFEST_BLOB_UNKNOWN: 404,
+  MANIFEST_INVALID: 400,
+  MANIFEST_UNKNOWN: 404,
+  NAME_INVALID: 400,
+  NAME_UNKNOWN: 404,
+  SIZE_INVALID: 400,
+  TAG_INVALID: 400,
+  UNAUTHORIZED: 401,
+  DENIED: 403,
+  UNSUPPORTED: 405,
+  TOOMANYREQUESTS: 429,
+  RANGE_INVALID: 416,
+  PAGINATION_NUMBER_INVALID: 400,
+  UPSTREAM_UNAVAILABLE: 502,
+  UPSTREAM_TIMEOUT: 504,
+  UNKNOWN: 500,
+} as const;
+
+/** A code from the catalogue above. */
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** A failure with an OCI error code; `headers` are extra response headers (e.g. Retry-After). */
+export class RegistryError extends Error {
+  readonly code: ErrorCode;
+  readonly detail: unknown;
+  readonly headers: Record<string, string>;
+
+  constructor(code: ErrorCode, message: string, detail?: unknown, headers: Record<string, string> = {}) {
+    super(message);
+    this.name = 'RegistryError';
+    this.code = code;
+    this.detail = detail;
+    this.headers = headers;
+  }
+
+  /** The HTTP status this error is answered with. */
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+}
+
+/** The OCI error JSON body for one error. */
+export function errorBody(err: RegistryError): string {
+  const entry: { code: string; message: string; detail?: unknown } = { code: err.code, message: err.message };
+  if (err.detail !== undefined) entry.detail = err.detail;
+  return JSON.stringify({ errors: [entry] });
+}
+
+/** Maps anything thrown to a RegistryError: known ones pass, the rest become UNKNOWN. */
+export function toRegistryError(err: unknown): RegistryError {
+  if (err instanceof RegistryError) return err;
+  return new RegistryError('UNKNOWN', 'internal error');
+}

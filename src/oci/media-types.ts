@@ -1,0 +1,52 @@
+/** Manifest media types and the Accept negotiation clients rely on. */
+
+export const MEDIA_TYPE = {
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  dockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+} as const;
+
+/** What regmirror asks upstreams for when a client sends no Accept header: every modern form. */
+export const DEFAULT_MANIFEST_ACCEPT = [
+  MEDIA_TYPE.ociIndex,
+  MEDIA_TYPE.ociManifest,
+  MEDIA_TYPE.dockerManifestList,
+  MEDIA_TYPE.dockerManifest,
+].join(', ');
+
+/** Media types whose documents list child manifests (indexes). */
+export function isIndexMediaType(mediaType: string): boolean {
+  return mediaType === MEDIA_TYPE.ociIndex || mediaType === MEDIA_TYPE.dockerManifestList;
+}
+
+/** The media types listed in an Accept header, without parameters; empty when none was sent. */
+export function parseAccept(header: string | string[] | undefined): string[] {
+  if (header === undefined) return [];
+  const joined = Array.isArray(header) ? header.join(',') : header;
+  return joined
+    .split(',')
+    .map((part) => part.split(';')[0]!.trim().toLowerCase())
+    .filter((part) => part.length > 0);
+}
+
+/** True when a manifest of `mediaType` may be answered to a client that sent `accepted`. */
+export function isAcceptable(mediaType: string, accepted: readonly string[]): boolean {
+  if (accepted.length === 0) return true;
+  return accepted.some((a) => a === mediaType || a === '*/*' || a === 'application/*');
+}
+
+/** The media type a manifest document declares, or what its shape implies when it declares none. */
+export function manifestMediaType(document: Buffer, headerType: string | undefined): string {
+  try {
+    const parsed = JSON.parse(document.toString('utf8')) as { mediaType?: unknown; manifests?: unknown; schemaVersion?: unknown };
+    if (typeof parsed.mediaType === 'string') return parsed.mediaType;
+    if (headerType && headerType !== 'application/octet-stream' && headerType !== 'application/json') return headerType;
+    if (Array.isArray(parsed.manifests)) return MEDIA_TYPE.ociIndex;
+    if (parsed.schemaVersion === 1) return MEDIA_TYPE.dockerSchema1Signed;
+    return MEDIA_TYPE.ociManifest;
+  } catch {
+    return headerType ?? MEDIA_TYPE.ociManifest;
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * Decides which upstream and repository a request means. The order is fixed: containerd's `?ns=`,
+ * then a registry-host path prefix, then the listener's own upstream, then the Host header, then the
+ * configured default. Every name is a lookup key into the configured upstreams, never a host to dial.
+ */
+import { parseDigest, type Digest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import { isValidRepositoryName, isValidTag, looksLikeRegistryHost } from '../oci/reference.js';
+
+/** How a request found its upstream (also reported in access logs). */
+export type RoutedBy = 'ns' | 'path' | 'listener' | 'host' | 'default';
+
+/** The parts of a request the router looks at. */
+export interface IncomingRequest {
+  /** The request path without the query, exactly as sent (never percent-decoded). */
+  path: string;
+  /** The `ns` query parameter, decoded. */
+  ns?: string | undefined;
+  /** The Host header. */
+  host?: string | undefined;
+  /** The upstream the listener that took the request is pinned to. */
+  listenerUpstream?: string | undefined;
+}
+
+/** A registry API request, parsed and routed. */
+export type RoutedRequest =
+  | { kind: 'base'; upstream?: string; routedBy?: RoutedBy }
+  | { kind: 'manifest'; upstream: string; routedBy: RoutedBy; repository: string; reference: string; digest?: Digest }
+  | { kind: 'blob'; upstream: string; routedBy: RoutedBy; repository: string; digest: Digest }
+  | { kind: 'tags'; upstream: string; routedBy: RoutedBy; repository: string }
+  | { kind: 'referrers'; upstream: string; routedBy: RoutedBy; repository: string; digest: Digest }
+  | { kind: 'upload'; upstream: string; routedBy: RoutedBy; repository: string }
+  | { kind: 'catalog' };
+
+/** What the router needs to know of one upstream. */
+export interface RouteTarget {
+  /** The registry name clients use, e.g. docker.io. */
+  name: string;
+  /** Other names that mean this upstream (Host headers, registry host aliases). */
+  hosts: readonly string[];
+  /** Docker Hub's rule: a single-component name lives under `library/`. */
+  dockerHubNames: boolean;
+}
+
+const API_PATH = /^(.+)\/(manifests|blobs|referrers)\/([^/]+)$/;
+const TAGS_PATH = /^(.+)\/tags\/list$/;
+const UPLOAD_PATH = /^(.+)\/blobs\/uploads(?:\/.*)?$/;
+
+/** Maps requests to upstreams; built once from the configuration. */
+export class Router {
+  private readonly byName = new Map<string, RouteTarget>();
+  private readonly targets: readonly RouteTarget[];
+
+  constructor(targets: readonly RouteTarget[], private readonly defaultUpstream?: string) {
+    this.targets = targets;
+    for (const target of targets) {
+      this.byName.set(target.name.toLowerCase(), target);
+      for (const host of target.hosts) this.byName.set(host.toLowerCase(), target);
+    }
+  }
+
+  /** The configured upstream names, in configuration order. */
+  get upstreamNames(): string[] {
+    return this.targets.map((t) => t.name);
+  }
+
+  /** Looks an upstream up by its name or one of its host aliases. */
+  lookup(name: string): RouteTarget | undefined {
+    return this.byName.get(name.toLowerCase());
+  }
+
+  /** Parses and routes a request; throws a RegistryError for a path or name that cannot be served. */
+  route(req: IncomingRequest): RoutedRequest {
+    let rest = this.stripApiRoot(req.path);
+    if (rest === undefined) throw new RegistryError('NAME_UNKNOWN', 'not a registry API path', { path: req.path.slice(0, 256) });
+    let prefixTarget: RouteTarget | undefined;
+    if (rest.prefix !== undefined) prefixTarget = this.requireUpstream(rest.prefix, 'path');
+    const api = rest.api;
+    if (api === '' ) {
+      const target = req.ns !== undefined ? this.requireUpstream(req.ns, 'ns') : prefixTarget;
+      return target ? { kind: 'base', upstream: target.name, routedBy: req.ns !== undefined ? 'ns' : 'path' } : { kind: 'base' };
+    }
+    if (api === '_catalog') return { kind: 'catalog' };
+
+    const upload = UPLOAD_PATH.exec(api);
+    const tags = upload ? null : TAGS_PATH.exec(api);
+    const call = upload || tags ? null : API_PATH.exec(api);
+    const name = upload?.[1] ?? tags?.[1] ?? call?.[1];
+    if (name === undefined) throw new RegistryError('NAME_UNKNOWN', 'not a registry API path', { path: req.path.slice(0, 256) });
+
+    const { target, routedBy, repository } = this.resolveName(name, req, prefixTarget);
+    const base = { upstream: target.name, routedBy, repository };
+    if (upload) return { kind: 'upload', ...base };
+    if (tags) return { kind: 'tags', ...base };
+    const [, , what, reference] = call as unknown as [string, string, string, string];
+    if (what === 'manifests') {
+      if (reference.includes(':')) return { kind: 'manifest', ...base, reference, digest: requireDigest(reference) };
+      if (!isValidTag(reference)) throw new RegistryError('TAG_INVALID', 'invalid tag', { tag: reference.slice(0, 256) });
+      return { kind: 'manifest', ...base, reference };
+    }
+    return { kind: what === 'blobs' ? 'blob' : 'referrers', ...base, digest: requireDigest(reference) };
+  }
+
+  /**
+   * Splits the API root off a path. Accepted forms: `/v2/...`; `/<registry>/v2/...` (containerd and
+   * buildkit hosts with a path); `/<registry>/...` without `/v2` (k3s uses such an endpoint verbatim).
+   */
+  private stripApiRoot(path: string): { prefix?: string; api: string } | undefined {
+    if (path === '/v2' || path === '/v2/') return { api: '' };
+    if (path.startsWith('/v2/')) return { api: path.slice(4).replace(/\/$/, '') };
+    const slash = path.indexOf('/', 1);
+    const first = slash === -1 ? path.slice(1) : path.slice(1, slash);
+    if (!looksLikeRegistryHost(first)) return undefined;
+    const remainder = slash === -1 ? '' : path.slice(slash);
+    if (remainder === '' || remainder === '/' || remainder === '/v2' || remainder === '/v2/') return { prefix: first, api: '' };
+    if (remainder.startsWith('/v2/')) return { prefix: first, api: remainder.slice(4).replace(/\/$/, '') };
+    return { prefix: first, api: remainder.slice(1) };
+  }
+
+  private resolveName(name: string, req: IncomingRequest, prefixTarget: RouteTarget | undefined): { target: RouteTarget; routedBy: RoutedBy; repository: string } {
+    const slash = name.indexOf('/');
+    const first = slash === -1 ? '' : name.slice(0, slash);
+    // With ?ns= a host-like first component is only stripped when it names that same upstream;
+    // without it, a host-like first component must be a configured upstream.
+    const hostLike = !prefixTarget && first !== '' && looksLikeRegistryHost(first);
+    let target: RouteTarget;
+    let routedBy: RoutedBy;
+    let repository = name;
+    if (req.ns !== undefined) {
+      target = this.requireUpstream(req.ns, 'ns');
+      routedBy = 'ns';
+      if (hostLike && this.lookup(first) === target) repository = name.slice(slash + 1);
+    } else if (prefixTarget) {
+      target = prefixTarget;
+      routedBy = 'path';
+    } else if (hostLike) {
+      target = this.requireUpstream(first, 'path');
+      routedBy = 'path';
+      repository = name.slice(slash + 1);
+    } else if (req.listenerUpstream !== undefined && this.lookup(req.listenerUpstream)) {
+      target = this.lookup(req.listenerUpstream)!;
+      routedBy = 'listener';
+    } else if (req.host !== undefined && this.hostTarget(req.host)) {
+      target = this.hostTarget(req.host)!;
+      routedBy = 'host';
+    } else if (this.defaultUpstream !== undefined && this.lookup(this.defaultUpstream)) {
+      target = this.lookup(this.defaultUpstream)!;
+      routedBy = 'default';
+    } else {
+      throw new RegistryError('NAME_UNKNOWN', 'the request names no registry: use ?ns=<registry> or a /v2/<registry>/<name> path', { name });
+    }
+    if (target.dockerHubNames && !repository.includes('/')) repository = `library/${repository}`;
+    if (!isValidRepositoryName(repository)) throw new RegistryError('NAME_INVALID', 'invalid repository name', { name: repository.slice(0, 256) });
+    return { target, routedBy, repository };
+  }
+
+  private hostTarget(hostHeader: string): RouteTarget | undefined {
+    const host = hostHeader.toLowerCase();
+    return this.byName.get(host) ?? this.byName.get(host.replace(/:\d+$/, ''));
+  }
+
+  private requireUpstream(name: string, how: RoutedBy): RouteTarget {
+    const target = this.lookup(name);
+    if (!target) {
+      throw new RegistryError('NAME_UNKNOWN', `registry "${name.slice(0, 255)}" is not mirrored here`, { registry: name.slice(0, 255), routedBy: how });
+    }
+    return target;
+  }
+}
+
+function requireDigest(value: string): Digest {
+  const digest = parseDigest(value);
+  if (!digest) throw new RegistryError('DIGEST_INVALID', 'invalid or unsupported digest', { digest: value.slice(0, 256) });
+  return digest;
+}

@@ -1,0 +1,38 @@
+/**
+ * The storage driver contract. Everything regmirror keeps goes through these few calls, so a driver
+ * for S3 can stand in for the filesystem. Keys are relative, `/`-separated and built only by keys.ts.
+ * Writes are atomic: an object is visible whole or not at all, never partially.
+ */
+import type { Readable } from 'node:stream';
+
+/** An object opened for reading: its size is known before any byte is sent. */
+export interface ReadHandle {
+  readonly size: number;
+  /** A stream of bytes `start` to `end` inclusive (defaults: the whole object). Closes the handle when done. */
+  stream(start?: number, end?: number): Readable;
+  /** Releases the handle when no stream will be made. */
+  close(): Promise<void>;
+}
+
+/** A place to keep content-addressed blobs and small records. */
+export interface StorageDriver {
+  /** Prepares the store (creates folders, removes staging leftovers from a crash). */
+  init(): Promise<void>;
+  /** The object's size, or undefined when absent. */
+  stat(key: string): Promise<{ size: number } | undefined>;
+  /** Opens an object for reading, or undefined when absent. */
+  open(key: string): Promise<ReadHandle | undefined>;
+  /** A whole small object, or undefined when absent. */
+  get(key: string): Promise<Buffer | undefined>;
+  /** Writes a small object atomically, replacing any previous one. */
+  put(key: string, data: Buffer): Promise<void>;
+  /**
+   * Moves a complete, verified local file into the store under `key` (the caller gives the file up).
+   * The filesystem driver renames it; remote drivers upload it.
+   */
+  putFile(key: string, localPath: string): Promise<void>;
+  /** Removes an object; absent objects are not an error. */
+  delete(key: string): Promise<void>;
+  /** Every key under a prefix, in no particular order. */
+  list(prefix: string): AsyncIterable<string>;
+}

@@ -1,0 +1,119 @@
+/**
+ * Upstream authentication: parses `WWW-Authenticate` challenges and keeps bearer tokens per scope
+ * until they expire, so a warm pull costs no token round trip.
+ */
+import { request, type Dispatcher } from 'undici';
+import type { Credentials } from '../config/credentials.js';
+import { UpstreamError } from './errors.js';
+
+/** A parsed `WWW-Authenticate` challenge. */
+export interface Challenge {
+  scheme: 'bearer' | 'basic';
+  params: Record<string, string>;
+}
+
+/** Parses the first Bearer or Basic challenge of a `WWW-Authenticate` header. */
+export function parseChallenge(header: string | string[] | undefined): Challenge | undefined {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (!value) return undefined;
+  const m = /^\s*(bearer|basic)\b(.*)$/i.exec(value);
+  if (!m) return undefined;
+  const params: Record<string, string> = {};
+  const paramRe = /([a-zA-Z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g;
+  for (const p of m[2]!.matchAll(paramRe)) params[p[1]!.toLowerCase()] = (p[2] ?? p[3] ?? '').replace(/\\(.)/g, '$1');
+  return { scheme: m[1]!.toLowerCase() as Challenge['scheme'], params };
+}
+
+interface CachedToken {
+  header: string;
+  expiresAt: number;
+}
+
+/** Tokens are renewed this long before the expiry the token service gave. */
+const EXPIRY_MARGIN_MS = 10_000;
+/** The spec's default lifetime when the token service names none. */
+const DEFAULT_TOKEN_SECONDS = 60;
+/** Upper bound on cached scopes per upstream; the oldest are dropped first. */
+const MAX_CACHED_SCOPES = 10_000;
+
+/** Authorization for one upstream: what scheme it asked for, and tokens by scope. */
+export class UpstreamAuth {
+  private challenge: Challenge | undefined;
+  private readonly tokens = new Map<string, CachedToken>();
+  private readonly pending = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly upstream: string,
+    private readonly credentials: Credentials | undefined,
+    private readonly dispatcher: Dispatcher,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The Authorization header to send for `scope` before any challenge, if one is known. */
+  async headerFor(scope: string): Promise<string | undefined> {
+    if (!this.challenge) return undefined;
+    if (this.challenge.scheme === 'basic') return this.basicHeader();
+    const cached = this.tokens.get(scope);
+    if (cached && cached.expiresAt > this.now()) return cached.header;
+    return this.fetchToken(scope);
+  }
+
+  /** Records a challenge from a 401 and returns the header to retry with, or undefined if none can help. */
+  async answer(header: string | string[] | undefined, scope: string): Promise<string | undefined> {
+    const challenge = parseChallenge(header);
+    if (!challenge) return undefined;
+    this.challenge = challenge;
+    this.tokens.delete(scope);
+    if (challenge.scheme === 'basic') return this.basicHeader();
+    return this.fetchToken(scope);
+  }
+
+  private basicHeader(): string | undefined {
+    if (!this.credentials) return undefined;
+    return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}`;
+  }
+
+  /** One token request per scope at a time: concurrent pulls of one image share it. */
+  private fetchToken(scope: string): Promise<string> {
+    let pending = this.pending.get(scope);
+    if (!pending) {
+      pending = this.requestToken(scope).finally(() => this.pending.delete(scope));
+      this.pending.set(scope, pending);
+    }
+    return pending;
+  }
+
+  private async requestToken(scope: string): Promise<string> {
+    const params = this.challenge!.params;
+    if (!params.realm) throw new UpstreamError(this.upstream, 'auth', 'bearer challenge without a realm');
+    let url: URL;
+    try {
+      url = new URL(params.realm);
+    } catch {
+      throw new UpstreamError(this.upstream, 'auth', 'bearer challenge with an invalid realm');
+    }
+    if (params.service) url.searchParams.set('service', params.service);
+    url.searchParams.set('scope', scope);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    const basic = this.basicHeader();
+    if (basic) headers.authorization = basic;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, { dispatcher: this.dispatcher, headers });
+    } catch (err) {
+      throw new UpstreamError(this.upstream, 'unreachable', `token service unreachable: ${(err as Error).message}`, { cause: err });
+    }
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new UpstreamError(this.upstream, 'auth', `token service answered ${res.statusCode}`);
+    }
+    const body = (await res.body.json().catch(() => ({}))) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    const token = typeof body.token === 'string' ? body.token : typeof body.access_token === 'string' ? body.access_token : undefined;
+    if (!token) throw new UpstreamError(this.upstream, 'protocol', 'token service answered without a token');
+    const seconds = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_SECONDS;
+    const header = `Bearer ${token}`;
+    if (this.tokens.size >= MAX_CACHED_SCOPES) this.tokens.delete(this.tokens.keys().next().value!);
+    this.tokens.set(scope, { header, expiresAt: this.now() + seconds * 1000 - EXPIRY_MARGIN_MS });
+    return header;
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * The HTTP client for one upstream registry: a keep-alive pool, the auth challenge flow, redirects
+ * to blob CDNs (followed without credentials), timeouts, and retries with backoff for idempotent
+ * requests on connection errors, 5xx and 429 (honouring Retry-After).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { Credentials } from '../config/credentials.js';
+import { UpstreamAuth } from './auth.js';
+import { UpstreamError } from './errors.js';
+
+/** Settings for one upstream client. */
+export interface UpstreamClientOptions {
+  name: string;
+  url: string;
+  credentials?: Credentials | undefined;
+  timeouts: { connect: number; headers: number; idle: number };
+  retries: number;
+  /** Longest Retry-After honoured by waiting; a longer one is returned to the caller at once. */
+  maxRetryWaitMs?: number;
+  /** Observes every upstream response (metrics, rate-limit headers). */
+  onResponse?: (info: { method: string; status: number; durationMs: number; headers: Dispatcher.ResponseData['headers'] }) => void;
+}
+
+/** A response from upstream whose body the caller must consume or destroy. */
+export interface UpstreamResponse {
+  status: number;
+  headers: Dispatcher.ResponseData['headers'];
+  body: Dispatcher.ResponseData['body'];
+}
+
+/** What a request needs besides the path. */
+export interface UpstreamRequest {
+  method: 'GET' | 'HEAD';
+  /** Path below the registry's API root, starting with `/v2/`, with any query. */
+  path: string;
+  /** Repository, for the token scope. */
+  repository?: string;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+const MAX_REDIRECTS = 5;
+const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
+
+/** One upstream registry. Safe for concurrent use. */
+export class UpstreamClient {
+  readonly name: string;
+  private readonly base: URL;
+  private readonly dispatcher: Agent;
+  private readonly auth: UpstreamAuth;
+
+  constructor(private readonly options: UpstreamClientOptions) {
+    this.name = options.name;
+    this.base = new URL(options.url);
+    this.dispatcher = new Agent({
+      connect: { timeout: options.timeouts.connect },
+      headersTimeout: options.timeouts.headers,
+      bodyTimeout: options.timeouts.idle,
+      keepAliveTimeout: 30_000,
+      connections: 128,
+    });
+    this.auth = new UpstreamAuth(options.name, options.credentials, this.dispatcher);
+  }
+
+  /** Sends a request, authenticating, following redirects and retrying as the class comment says. */
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const maxWait = this.options.maxRetryWaitMs ?? 10_000;
+    for (let attempt = 0; ; attempt++) {
+      const last = attempt >= this.options.retries;
+      let res: UpstreamResponse;
+      try {
+        res = await this.authorized(req);
+      } catch (err) {
+        if (last || !isRetryableError(err) || req.signal?.aborted) throw err;
+        await sleep(backoff(attempt), undefined, { signal: req.signal });
+        continue;
+      }
+      if (last || !RETRYABLE_STATUS.has(res.status)) return res;
+      const wait = retryAfterMs(res.headers['retry-after']) ?? backoff(attempt);
+      if (wait > maxWait) return res;
+      res.body.destroy();
+      await sleep(wait, undefined, { signal: req.signal });
+    }
+  }
+
+  /** Closes the connection pool. */
+  close(): Promise<void> {
+    return this.dispatcher.close();
+  }
+
+  private async authorized(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const scope = req.repository ? `repository:${req.repository}:pull` : '';
+    const authorization = await this.auth.headerFor(scope);
+    let res = await this.follow(req, authorization);
+    if (res.status === 401) {
+      const retryWith = await this.auth.answer(res.headers['www-authenticate'], scope);
+      if (retryWith !== undefined && retryWith !== authorization) {
+        res.body.destroy();
+        res = await this.follow(req, retryWith);
+      }
+    }
+    return res;
+  }
+
+  /** Sends the request, following redirects; credentials go only to the upstream's own origin. */
+  private async follow(req: UpstreamRequest, authorization: string | undefined): Promise<UpstreamResponse> {
+    let url = new URL(this.base.pathname.replace(/\/$/, '') + req.path, this.base);
+    for (let hop = 0; ; hop++) {
+      const headers: Record<string, string> = { ...req.headers };
+      if (authorization && url.origin === this.base.origin) headers.authorization = authorization;
+      const started = performance.now();
+      let data: Dispatcher.ResponseData;
+      try {
+        data = await request(url, { dispatcher: this.dispatcher, method: req.method, headers, signal: req.signal });
+      } catch (err) {
+        throw toUpstreamError(this.name, err);
+      }
+      this.options.onResponse?.({ method: req.method, status: data.statusCode, durationMs: performance.now() - started, headers: data.headers });
+      const location = data.headers.location;
+      if (data.statusCode >= 300 && data.statusCode < 400 && typeof location === 'string') {
+        data.body.destroy();
+        if (hop >= MAX_REDIRECTS) throw new UpstreamError(this.name, 'protocol', 'too many redirects');
+        url = new URL(location, url);
+        if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UpstreamError(this.name, 'protocol', 'redirect to a non-HTTP URL');
+        continue;
+      }
+      return { status: data.statusCode, headers: data.headers, body: data.body };
+    }
+  }
+}
+
+function isRetryableError(err: unknown): boolean {
+  return err instanceof UpstreamError && (err.failure === 'unreachable' || err.failure === 'timeout');
+}
+
+function toUpstreamError(upstream: string, err: unknown): Error {
+  if (err instanceof UpstreamError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  if ((err as Error).name === 'AbortError') return err as Error;
+  if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+    return new UpstreamError(upstream, 'timeout', `upstream timed out (${code})`, { cause: err });
+  }
+  return new UpstreamError(upstream, 'unreachable', `upstream unreachable: ${(err as Error).message}`, { cause: err });
+}
+
+function backoff(attempt: number): number {
+  return Math.min(200 * 2 ** attempt, 5_000) * (0.5 + Math.random() / 2);
+}
+
+/** Milliseconds named by a Retry-After header (seconds or an HTTP date). */
+export function retryAfterMs(header: string | string[] | undefined): number | undefined {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (value === undefined) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
