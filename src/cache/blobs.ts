@@ -12,7 +12,7 @@ import { RegistryError } from '../oci/errors.js';
 import type { MetadataStore } from '../metadata/records.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
-import type { UpstreamClient } from '../upstream/client.js';
+import { discard, type UpstreamClient } from '../upstream/client.js';
 import { SpoolDownload } from './spool.js';
 import { errorForFailure, errorForStatus } from './upstream-errors.js';
 
@@ -124,7 +124,7 @@ export class BlobCache {
     } catch (err) {
       throw errorForFailure(err, upstream);
     }
-    res.body.destroy();
+    discard(res);
     if (res.status !== 200) throw errorForStatus(res, upstream, 'BLOB_UNKNOWN');
     await this.options.metadata.linkBlob(upstream, repository, digest);
     const length = Number(res.headers['content-length']);
@@ -151,7 +151,7 @@ export class BlobCache {
       throw errorForFailure(err, upstream);
     }
     if (res.status !== 200) {
-      res.body.destroy();
+      discard(res);
       throw errorForStatus(res, upstream, 'BLOB_UNKNOWN');
     }
     const length = Number(res.headers['content-length']);

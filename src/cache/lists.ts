@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import type { ErrorCode } from '../oci/errors.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { listKey } from '../storage/keys.js';
-import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
+import { discard, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js';
 import type { CacheOutcome } from './blobs.js';
 import { readLimited } from './read-limited.js';
 import { errorForFailure, errorForStatus, isUnavailable } from './upstream-errors.js';
@@ -57,7 +57,7 @@ export class ListCache {
       return this.stale(key, err, errorForFailure(err, query.upstream));
     }
     if (res.status !== 200) {
-      res.body.destroy();
+      discard(res);
       const error = errorForStatus(res, query.upstream, query.notFound);
       return this.stale(key, error, error);
     }

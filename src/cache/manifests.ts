@@ -12,7 +12,7 @@ import { DEFAULT_MANIFEST_ACCEPT, isAcceptable, isIndexMediaType, manifestMediaT
 import type { MetadataStore, TagRecord } from '../metadata/records.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
-import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js';
+import { discard, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js';
 import type { CacheOutcome } from './blobs.js';
 import { readLimited } from './read-limited.js';
 import { SingleFlight } from './single-flight.js';
@@ -101,7 +101,7 @@ export class ManifestCache {
     let res: UpstreamResponse;
     try {
       res = await this.send(query, 'HEAD', query.reference);
-      res.body.destroy();
+      discard(res);
     } catch (err) {
       return this.staleOr(query, record, err);
     }
@@ -138,7 +138,7 @@ export class ManifestCache {
       throw errorForFailure(err, query.upstream);
     }
     if (res.status !== 200) {
-      res.body.destroy();
+      discard(res);
       throw errorForStatus(res, query.upstream, 'MANIFEST_UNKNOWN');
     }
     const announced = parseDigest(String(res.headers['docker-content-digest'] ?? ''));

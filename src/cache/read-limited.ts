@@ -1,11 +1,11 @@
 /** Reads small upstream documents (manifests, lists) whole, with a size limit. */
 import { RegistryError, type ErrorCode } from '../oci/errors.js';
-import type { UpstreamResponse } from '../upstream/client.js';
+import { discard, type UpstreamResponse } from '../upstream/client.js';
 
 /** The response body as one buffer; throws `code` if it is longer than `limit` bytes. */
 export async function readLimited(res: UpstreamResponse, limit: number, code: ErrorCode): Promise<Buffer> {
   const tooLarge = (): RegistryError => {
-    res.body.destroy();
+    discard(res);
     return new RegistryError(code, `upstream document is larger than ${limit} bytes`);
   };
   if (Number(res.headers['content-length']) > limit) throw tooLarge();

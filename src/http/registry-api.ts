@@ -136,7 +136,7 @@ export class RegistryApi {
     if (n !== null && !/^\d{1,9}$/.test(n)) throw new RegistryError('PAGINATION_NUMBER_INVALID', 'n must be a non-negative integer');
     const suffix = forwarded.size > 0 ? `?${forwarded}` : '';
     const answer = await this.deps.lists.get({ upstream: route.upstream, repository: route.repository, path: upstreamPath + suffix, notFound });
-    if (answer.link) r.res.setHeader('link', rewriteLink(answer.link, r));
+    if (answer.link) r.res.setHeader('link', rewriteLink(answer.link, r.req.url ?? '', r.query.get('ns')));
     setOutcome(r.res, answer.outcome);
     sendJson(r.res, 200, answer.body, r.head, answer.contentType);
     return { outcome: answer.outcome };
@@ -152,12 +152,10 @@ function setOutcome(res: ServerResponse, outcome: CacheOutcome): void {
  * Points upstream's pagination link back at this mirror, on the path the client used (so a path
  * prefix or `ns` keeps routing to the same upstream), keeping only upstream's query.
  */
-function rewriteLink(link: string, r: ApiRequest): string {
+export function rewriteLink(link: string, requestUrl: string, ns: string | null): string {
   const m = /<([^>]*)>(.*)/.exec(link);
   if (!m) return link;
-  const upstreamQuery = new URL(m[1]!, 'http://upstream.invalid').searchParams;
-  const ns = r.query.get('ns');
-  if (ns !== null) upstreamQuery.set('ns', ns);
-  const path = (r.req.url ?? '').split('?')[0];
-  return `<${path}?${upstreamQuery}>${m[2]}`;
+  const query = new URL(m[1]!, 'http://upstream.invalid').searchParams;
+  if (ns !== null) query.set('ns', ns);
+  return `<${requestUrl.split('?')[0]}?${query}>${m[2]}`;
 }

@@ -79,7 +79,7 @@ export class UpstreamClient {
       if (last || !RETRYABLE_STATUS.has(res.status)) return res;
       const wait = retryAfterMs(res.headers['retry-after']) ?? backoff(attempt);
       if (wait > maxWait) return res;
-      res.body.destroy();
+      discard(res);
       await sleep(wait, undefined, { signal: req.signal });
     }
   }
@@ -96,7 +96,7 @@ export class UpstreamClient {
     if (res.status === 401) {
       const retryWith = await this.auth.answer(res.headers['www-authenticate'], scope);
       if (retryWith !== undefined && retryWith !== authorization) {
-        res.body.destroy();
+        discard(res);
         res = await this.follow(req, retryWith);
       }
     }
@@ -119,12 +119,15 @@ export class UpstreamClient {
       this.options.onResponse?.({ method: req.method, status: data.statusCode, durationMs: performance.now() - started, headers: data.headers });
       const location = data.headers.location;
       if (data.statusCode >= 300 && data.statusCode < 400 && typeof location === 'string') {
-        data.body.destroy();
+        discard({ status: data.statusCode, headers: data.headers, body: data.body });
         if (hop >= MAX_REDIRECTS) throw new UpstreamError(this.name, 'protocol', 'too many redirects');
         url = new URL(location, url);
         if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UpstreamError(this.name, 'protocol', 'redirect to a non-HTTP URL');
         continue;
       }
+      // Consumers read bodies with pipeline/for-await, which surface errors; this only keeps an
+      // abandoned body's late error from crashing the process.
+      data.body.on('error', () => undefined);
       return { status: data.statusCode, headers: data.headers, body: data.body };
     }
   }
@@ -155,4 +158,9 @@ export function retryAfterMs(header: string | string[] | undefined): number | un
   if (/^\d+$/.test(value.trim())) return Number(value) * 1000;
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** Drops a response body we do not need, reusing the connection when the body is small. */
+export function discard(res: UpstreamResponse): void {
+  res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
 }

@@ -1,0 +1,73 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { resolveCredentials } from './credentials.js';
+import { ConfigError, loadConfig, parseConfig } from './load.js';
+
+function errorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+const minimal = { version: 1, upstreams: { 'ghcr.io': { url: 'https://ghcr.io' } } };
+
+describe('configuration', () => {
+  it('embeds a default that mirrors the big public registries on :5000', () => {
+    const config = loadConfig(undefined);
+    expect(config.listeners).toEqual([{ address: '0.0.0.0:5000' }]);
+    expect(Object.keys(config.upstreams)).toEqual(['docker.io', 'ghcr.io', 'quay.io', 'gcr.io', 'registry.k8s.io', 'public.ecr.aws', 'mcr.microsoft.com']);
+    expect(config.upstreams['docker.io']!.dockerHubNames).toBe(true);
+    expect(config.upstreams['ghcr.io']!.dockerHubNames).toBe(false);
+    expect(config.routing.defaultUpstream).toBe('docker.io');
+    expect(config.cache.tagTTL).toBe(300_000);
+    expect(Object.isFrozen(config.upstreams['docker.io'])).toBe(true);
+  });
+
+  it('applies flags over the file: listeners, data folder, upstreams with credentials in the URL', () => {
+    const config = loadConfig(undefined, {
+      listen: ['127.0.0.1:5000', ':5001=ghcr.io'],
+      data: '/tmp/cache',
+      upstream: ['docker.io=https://registry-1.docker.io', 'ghcr.io=https://user:p%40ss@ghcr.io'],
+    });
+    expect(config.listeners).toEqual([{ address: '127.0.0.1:5000' }, { address: ':5001', upstream: 'ghcr.io' }]);
+    expect(config.storage.path).toBe('/tmp/cache');
+    expect(Object.keys(config.upstreams)).toEqual(['docker.io', 'ghcr.io']);
+    expect(config.upstreams['ghcr.io']).toMatchObject({ url: 'https://ghcr.io/', credentials: { username: 'user', password: 'p@ss' } });
+    expect(loadConfig(undefined, { upstream: ['ghcr.io=https://ghcr.io'] }).routing.defaultUpstream).toBe('ghcr.io');
+  });
+
+  it('names the key in a one-line error for each problem', () => {
+    expect(errorOf(() => parseConfig({ ...minimal, version: 2 }))).toBe('config error at version: must be 1');
+    expect(errorOf(() => parseConfig({ ...minimal, cache: { tagTTL: 'soon' } }))).toBe('config error at cache.tagTTL: "soon" is not a duration (use e.g. 500ms, 30s, 5m, 1h)');
+    expect(errorOf(() => parseConfig({ ...minimal, upstreams: { 'ghcr.io': { url: 'ftp://x' } } }))).toBe('config error at upstreams["ghcr.io"].url: must be an http(s) URL');
+    expect(errorOf(() => parseConfig({ ...minimal, listners: [] }))).toBe('config error at (top level): unknown key "listners"');
+    expect(errorOf(() => parseConfig({ ...minimal, listeners: [] }))).toBe('config error at listeners: at least one listener is needed');
+    expect(errorOf(() => parseConfig({ ...minimal, listeners: [{ address: '5000' }] }))).toBe('config error at listeners[0].address: must be host:port, e.g. 0.0.0.0:5000 or :5000');
+    expect(errorOf(() => parseConfig({ ...minimal, listeners: [{ address: ':5000', upstream: 'quay.io' }] }))).toBe('config error at listeners[0].upstream: no upstream named "quay.io"');
+    expect(errorOf(() => parseConfig({ ...minimal, upstreams: { ghcr: { url: 'https://ghcr.io' } } }))).toBe('config error at upstreams.ghcr: an upstream is named by its registry host, e.g. ghcr.io');
+    expect(errorOf(() => loadConfig(undefined, { upstream: ['ghcr.io'] }))).toBe('--upstream "ghcr.io": expected name=url');
+  });
+
+  it('reports unreadable files and bad YAML in one line', () => {
+    expect(errorOf(() => loadConfig('/nonexistent/regmirror.yaml'))).toMatch(/^cannot read config file \/nonexistent\/regmirror.yaml: /);
+    const dir = mkdtempSync(join(tmpdir(), 'regmirror-config-'));
+    writeFileSync(join(dir, 'bad.yaml'), 'version: 1\nupstreams: [\n');
+    expect(errorOf(() => loadConfig(join(dir, 'bad.yaml')))).toMatch(/^config file .*bad.yaml is not valid YAML: /);
+  });
+
+  it('reads upstream credentials from the environment or a file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regmirror-creds-'));
+    writeFileSync(join(dir, 'token'), 's3cret\n');
+    expect(resolveCredentials('ghcr.io', { usernameEnv: 'GHCR_USER', passwordFile: join(dir, 'token') }, { GHCR_USER: 'bot' })).toEqual({ username: 'bot', password: 's3cret' });
+    expect(resolveCredentials('ghcr.io', { username: 'bot', passwordEnv: 'GHCR_TOKEN' }, { GHCR_TOKEN: 't' })).toEqual({ username: 'bot', password: 't' });
+    expect(resolveCredentials('ghcr.io', undefined)).toBeUndefined();
+    expect(errorOf(() => resolveCredentials('ghcr.io', { username: 'bot', passwordEnv: 'MISSING' }, {}))).toBe('config error at upstreams["ghcr.io"].credentials: environment variable MISSING is not set');
+    expect(errorOf(() => resolveCredentials('ghcr.io', { username: 'bot' }, {}))).toBe('config error at upstreams["ghcr.io"].credentials: both a username and a password are needed');
+  });
+});

@@ -1,0 +1,48 @@
+// Starts regmirror in-process for integration tests, on free loopback ports and a temp data folder.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { parseConfig } from '../../src/config/load.js';
+import type { ConfigInput } from '../../src/config/schema.js';
+import { startMirror, type Mirror } from '../../src/main.js';
+
+/** A running test mirror. */
+export interface TestMirror {
+  /** http://127.0.0.1:PORT of the first listener. */
+  url: string;
+  /** 127.0.0.1:PORT of the first listener. */
+  host: string;
+  /** host:port of every listener, in config order. */
+  hosts: string[];
+  dataDir: string;
+  mirror: Mirror;
+  close(): Promise<void>;
+}
+
+/** What a test sets; everything else takes the config defaults. */
+export interface TestMirrorOptions {
+  upstreams: ConfigInput['upstreams'];
+  /** Listener upstream pins, one listener each (`undefined`: not pinned). Default: one unpinned. */
+  listeners?: (string | undefined)[];
+  defaultUpstream?: string;
+  dataDir?: string;
+  cache?: ConfigInput['cache'];
+}
+
+/** Starts regmirror with the given upstreams; logs are silent unless REGMIRROR_TEST_LOG is set. */
+export async function startTestMirror(options: TestMirrorOptions): Promise<TestMirror> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'regmirror-data-'));
+  const config = parseConfig({
+    version: 1,
+    listeners: (options.listeners ?? [undefined]).map((upstream) => ({ address: '127.0.0.1:0', ...(upstream ? { upstream } : {}) })),
+    routing: options.defaultUpstream ? { defaultUpstream: options.defaultUpstream } : {},
+    storage: { path: dataDir },
+    cache: options.cache ?? {},
+    log: { level: process.env.REGMIRROR_TEST_LOG ?? 'silent' },
+    upstreams: options.upstreams,
+  });
+  const mirror = await startMirror(config, pino({ level: config.log.level }));
+  const hosts = mirror.listeners.map((l) => `127.0.0.1:${l.address.port}`);
+  return { url: `http://${hosts[0]}`, host: hosts[0]!, hosts, dataDir, mirror, close: () => mirror.close(100) };
+}
