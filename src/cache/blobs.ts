@@ -66,18 +66,25 @@ export class BlobCache {
 
   /** Opens a blob for a GET. */
   async open(upstream: string, repository: string, digest: Digest): Promise<BlobSource> {
-    // The download map is checked before storage: a download leaves the map only after its commit.
-    const download = this.downloads.get(digest);
-    if (download) {
-      if (download.origin !== originOf(upstream, repository)) await this.confirmUpstreamHas(upstream, repository, digest);
-      const joined = fromSpool(await download.spool, 'coalesced');
-      if (joined) return joined; // else it was committed meanwhile: read it from storage
-    }
+    // The download map is checked before storage (a download leaves the map only after its commit)
+    // and again after it, since another request may have started a download meanwhile.
+    const joined = await this.join(upstream, repository, digest);
+    if (joined) return joined;
     const stored = await this.openStored(upstream, repository, digest);
     if (stored) return stored;
+    const joinedLater = await this.join(upstream, repository, digest);
+    if (joinedLater) return joinedLater;
     const fetched = fromSpool(await this.startDownload(upstream, repository, digest), 'miss');
     if (!fetched) throw new RegistryError('UNKNOWN', 'download closed before it could be read');
     return fetched;
+  }
+
+  /** Joins a download of the blob under way, if there is one that is still readable. */
+  private async join(upstream: string, repository: string, digest: Digest): Promise<BlobSource | undefined> {
+    const download = this.downloads.get(digest);
+    if (!download) return undefined;
+    if (download.origin !== originOf(upstream, repository)) await this.confirmUpstreamHas(upstream, repository, digest);
+    return fromSpool(await download.spool, 'coalesced'); // undefined: committed meanwhile, read storage
   }
 
   /** Size and outcome for a HEAD, without downloading the blob. */
