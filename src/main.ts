@@ -76,17 +76,16 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     throw err;
   }
 
-  return {
-    listeners,
-    async close(graceMs = 5_000) {
-      await Promise.all(listeners.map((l) => new Promise<void>((resolve) => {
-        l.server.close(() => resolve());
-        l.server.closeIdleConnections();
-        setTimeout(() => l.server.closeAllConnections(), graceMs).unref();
-      })));
-      await Promise.all([...clients.values()].map((c) => c.close()));
-    },
+  let closing: Promise<void> | undefined;
+  const close = async (graceMs: number): Promise<void> => {
+    await Promise.all(listeners.map((l) => new Promise<void>((resolve) => {
+      l.server.close(() => resolve());
+      l.server.closeIdleConnections();
+      setTimeout(() => l.server.closeAllConnections(), graceMs).unref();
+    })));
+    await Promise.all([...clients.values()].map((c) => c.close()));
   };
+  return { listeners, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
 }
 
 /** Splits `host:port` (`[v6]:port`, `:port` for every interface). */

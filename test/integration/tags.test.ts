@@ -1,0 +1,106 @@
+// Tags and manifests against a real registry: TTL, HEAD revalidation, stale serving, restarts.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isBlobGet, seedImage, skopeoCopyToDir, startCountingRelay, startRegistry, type Registry, type Relay, type SeededImage } from '../support/index.js';
+import { startTestMirror, type TestMirror } from '../harness/mirror.js';
+import { ACCEPT_ALL, errorCodes, send } from '../harness/http.js';
+
+let registry: Registry;
+let relay: Relay;
+let image: SeededImage;
+const mirrors: TestMirror[] = [];
+
+async function mirrorWith(tagTTL: string, dataDir?: string): Promise<TestMirror> {
+  const m = await startTestMirror({ upstreams: { 'docker.io': { url: relay.url, tagTTL } }, ...(dataDir ? { dataDir } : {}) });
+  mirrors.push(m);
+  return m;
+}
+
+const manifestUrl = (m: TestMirror, ref = '1.0'): string => `${m.url}/v2/library/nginx/manifests/${ref}?ns=docker.io`;
+const manifestCalls = (): string[] => relay.requests.filter((r) => r.path.includes('/manifests/')).map((r) => `${r.method} ${r.path.split('/manifests/')[1]}`);
+
+beforeAll(async () => {
+  registry = await startRegistry({ delete: true });
+  image = await seedImage(registry, { repo: 'library/nginx', tag: '1.0', layerSizes: [200_000] });
+  relay = await startCountingRelay(registry.url);
+});
+
+afterAll(async () => {
+  await Promise.all(mirrors.map((m) => m.close()));
+  await relay?.stop();
+  await registry?.stop();
+});
+
+describe('tags and manifests', () => {
+  it('asks upstream nothing within the TTL, then revalidates with HEAD (no GET while the digest holds)', async () => {
+    const m = await mirrorWith('300ms');
+    relay.reset();
+    const first = await send(manifestUrl(m), { headers: { accept: ACCEPT_ALL } });
+    expect([first.status, first.headers.get('x-regmirror-cache')]).toEqual([200, 'miss']);
+    const second = await send(manifestUrl(m), { headers: { accept: ACCEPT_ALL } });
+    expect(second.headers.get('x-regmirror-cache')).toBe('hit');
+    expect(manifestCalls()).toEqual(['GET 1.0']);
+    await new Promise((r) => setTimeout(r, 350));
+    const third = await send(manifestUrl(m), { headers: { accept: ACCEPT_ALL } });
+    expect(third.headers.get('x-regmirror-cache')).toBe('revalidated');
+    expect(third.body.equals(first.body)).toBe(true);
+    expect(manifestCalls()).toEqual(['GET 1.0', 'HEAD 1.0']);
+  });
+
+  it('answers a cold HEAD by tag with an upstream HEAD only (Docker Hub counts GETs, not HEADs)', async () => {
+    const m = await mirrorWith('5m');
+    relay.reset();
+    const head = await send(manifestUrl(m), { method: 'HEAD', headers: { accept: ACCEPT_ALL } });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('docker-content-digest')).toBe(image.manifestDigest);
+    const byDigest = await send(manifestUrl(m, image.manifestDigest), { headers: { accept: ACCEPT_ALL } });
+    expect(byDigest.status).toBe(200);
+    expect(manifestCalls()).toEqual(['HEAD 1.0', `GET ${image.manifestDigest}`]);
+  });
+
+  it('follows a tag that moved upstream once its TTL is over', async () => {
+    const m = await mirrorWith('200ms');
+    const before = await send(manifestUrl(m, 'moving'), { headers: { accept: ACCEPT_ALL } });
+    expect(before.status).toBe(404);
+    const moved = await seedImage(registry, { repo: 'library/nginx', tag: 'moving', layerSizes: [1_000] });
+    const first = await send(manifestUrl(m, 'moving'), { headers: { accept: ACCEPT_ALL } });
+    expect(first.headers.get('docker-content-digest')).toBe(moved.manifestDigest);
+    const next = await seedImage(registry, { repo: 'library/nginx', tag: 'moving', layerSizes: [2_000] });
+    await new Promise((r) => setTimeout(r, 250));
+    const after = await send(manifestUrl(m, 'moving'), { headers: { accept: ACCEPT_ALL } });
+    expect([after.headers.get('docker-content-digest'), after.headers.get('x-regmirror-cache')]).toEqual([next.manifestDigest, 'miss']);
+  });
+
+  it('serves cached tags and blobs, marked stale, while the upstream is down; restarts keep the cache', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'regmirror-restart-'));
+    const m = await mirrorWith('1ms', dataDir);
+    await skopeoCopyToDir(`${m.host}/docker.io/library/nginx:1.0`, mkdtempSync(join(tmpdir(), 'pull-')));
+    await registry.stop();
+    try {
+      const stale = await send(manifestUrl(m), { headers: { accept: ACCEPT_ALL } });
+      expect([stale.status, stale.headers.get('x-regmirror-cache')]).toEqual([200, 'stale']);
+      expect(stale.headers.get('warning')).toContain('110');
+      const copied = await skopeoCopyToDir(`${m.host}/docker.io/library/nginx:1.0`, mkdtempSync(join(tmpdir(), 'pull-')));
+      expect(copied.manifestDigest).toBe(image.manifestDigest);
+      const unknown = await send(manifestUrl(m, 'never-pulled'), { headers: { accept: ACCEPT_ALL } });
+      expect([unknown.status, errorCodes(unknown.body)]).toEqual([502, ['UPSTREAM_UNAVAILABLE']]);
+
+      await m.close();
+      relay.reset();
+      const restarted = await mirrorWith('1ms', dataDir);
+      const again = await skopeoCopyToDir(`${restarted.host}/docker.io/library/nginx:1.0`, mkdtempSync(join(tmpdir(), 'pull-')));
+      expect(again.blobs.map((b) => b.digest).sort()).toEqual(image.blobs.map((b) => b.digest).sort());
+      expect(relay.count(isBlobGet)).toBe(0);
+    } finally {
+      await registry.start();
+    }
+  });
+
+  it('answers MANIFEST_UNKNOWN when the tag does not exist upstream', async () => {
+    const m = await mirrorWith('5m');
+    const res = await send(manifestUrl(m, 'nope'), { headers: { accept: ACCEPT_ALL } });
+    expect([res.status, errorCodes(res.body)]).toEqual([404, ['MANIFEST_UNKNOWN']]);
+  });
+});
