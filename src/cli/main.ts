@@ -1,45 +1,15 @@
 #!/usr/bin/env node
-/** The `regmirror` command. */
-import { Command, Option } from 'commander';
-import { ConfigError, loadConfig, type ConfigOverrides } from '../config/load.js';
-import { startMirror } from '../main.js';
-import { createLogger } from './logger.js';
-
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+/** The `regmirror` command: one module per command, registered here. */
+import { Command } from 'commander';
+import { ConfigError } from '../config/load.js';
+import { registerServe, registerVerify } from './serve.js';
 
 const program = new Command('regmirror')
   .description('A pull-through cache for many container registries in one process')
   .showHelpAfterError();
 
-program
-  .command('serve')
-  .description('run the mirror (with no --config, the embedded default configuration)')
-  .option('-c, --config <file>', 'configuration file (YAML)')
-  .option('-l, --listen <address>', 'listen on host:port, or host:port=upstream to pin one (repeatable; replaces listeners)', collect)
-  .option('-d, --data <dir>', 'cache folder (storage.path)')
-  .option('-u, --upstream <name=url>', 'mirror registry <name> at <url>; user:password@ in the URL are its credentials (repeatable; replaces upstreams)', collect)
-  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-  .addOption(new Option('--log-format <format>', 'log format').choices(['json', 'pretty']))
-  .action(async (opts: ConfigOverrides & { config?: string; logLevel?: string; logFormat?: 'json' | 'pretty' }) => {
-    const config = loadConfig(opts.config, opts);
-    const logger = createLogger({ level: opts.logLevel ?? config.log.level, format: opts.logFormat ?? config.log.format });
-    const mirror = await startMirror(config, logger);
-    const stop = (signal: string): void => {
-      logger.info({ signal }, 'shutting down');
-      void mirror.close().then(() => process.exit(0));
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-
-program
-  .command('verify')
-  .description('check a configuration file and print problems, one per line')
-  .option('-c, --config <file>', 'configuration file (YAML); default: the embedded one')
-  .action((opts: { config?: string }) => {
-    loadConfig(opts.config);
-    console.log(`${opts.config ?? 'embedded default configuration'}: OK`);
-  });
+registerServe(program);
+registerVerify(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) {
