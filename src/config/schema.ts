@@ -1,6 +1,6 @@
 /**
  * The configuration schema: the single source of truth for the config file's keys, types and
- * defaults. docs/configuration.md describes the same keys; config.test.ts keeps the two in step.
+ * defaults. docs/configuration.md describes the same keys; docs.test.ts keeps the two in step.
  */
 import { z } from 'zod';
 import { looksLikeRegistryHost } from '../oci/reference.js';
