@@ -9,11 +9,15 @@ import { ListCache } from './cache/lists.js';
 import { ManifestCache } from './cache/manifests.js';
 import { resolveCredentials } from './config/credentials.js';
 import type { Config } from './config/schema.js';
+import { createRequestObserver } from './http/access.js';
 import { RegistryApi } from './http/registry-api.js';
 import { listen, type OpenListener } from './http/server.js';
 import { MetadataStore } from './metadata/records.js';
+import { Metrics } from './metrics/metrics.js';
 import { Router } from './routing/router.js';
 import { FilesystemDriver } from './storage/filesystem.js';
+import { HEALTH_PROBE_KEY } from './storage/keys.js';
+import { measureUsage } from './storage/usage.js';
 import { UpstreamClient } from './upstream/client.js';
 
 /** A running mirror. */
@@ -29,6 +33,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   await storage.init();
   const metadata = new MetadataStore(storage);
 
+  const metrics = new Metrics();
   const clients = new Map<string, UpstreamClient>();
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     clients.set(name, new UpstreamClient({
@@ -37,6 +42,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
       credentials: resolveCredentials(name, upstream.credentials),
       timeouts: upstream.timeouts,
       retries: upstream.retries,
+      ...metrics.upstreamObserver(name),
     }));
   }
   const upstream = (name: string): UpstreamClient => {
@@ -45,7 +51,10 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     return client;
   };
 
-  const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: join(storage.root, '_spool'), logger });
+  const usage = await measureUsage(storage, 'blobs/');
+  metrics.cacheBytes.set(usage.bytes);
+  metrics.cacheObjects.set(usage.objects);
+  const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: join(storage.root, '_spool'), logger, events: metrics.blobCacheEvents() });
   await blobs.init();
   const manifests = new ManifestCache({
     storage,
@@ -55,6 +64,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     serveStaleOnError: config.cache.serveStaleOnError,
     memoryBytes: config.cache.manifestMemoryBytes,
     logger,
+    onStored: (bytes) => metrics.contentStored(bytes),
   });
   const lists = new ListCache(storage, upstream, config.cache.serveStaleOnError);
 
@@ -63,13 +73,22 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     config.routing.defaultUpstream,
   );
   const api = new RegistryApi({ blobs, manifests, lists });
+  const deps = {
+    router,
+    api,
+    logger,
+    observe: createRequestObserver(metrics, logger, config.log.accessLog),
+    admin: { registry: metrics.registry, ready: () => storage.put(HEALTH_PROBE_KEY, Buffer.from(String(Date.now()))) },
+  };
+  // Operator endpoints ride on the registry listeners unless they have a listener of their own.
+  const specs = config.listeners.map((l) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined }));
+  if (config.admin.address !== undefined) specs.push({ ...parseAddress(config.admin.address), upstream: undefined, registry: false, admin: true });
   const listeners: OpenListener[] = [];
   try {
-    for (const l of config.listeners) {
-      const { host, port } = parseAddress(l.address);
-      const open = await listen({ host, port, upstream: l.upstream }, { router, api, logger, accessLog: config.log.accessLog });
+    for (const spec of specs) {
+      const open = await listen(spec, deps);
       listeners.push(open);
-      logger.info({ address: `${open.address.address}:${open.address.port}`, upstream: l.upstream }, 'listening');
+      logger.info({ address: `${open.address.address}:${open.address.port}`, upstream: spec.upstream, registry: spec.registry, admin: spec.admin }, 'listening');
     }
   } catch (err) {
     await Promise.all(listeners.map((l) => new Promise((resolve) => l.server.close(resolve))));

@@ -13,7 +13,7 @@ import type { MetadataStore } from '../metadata/records.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
 import { discard, type UpstreamClient } from '../upstream/client.js';
-import { SpoolDownload } from './spool.js';
+import { SpoolDownload, SpoolError } from './spool.js';
 import { errorForFailure, errorForStatus } from './upstream-errors.js';
 
 /** How a request was answered, as reported in headers, logs and metrics. */
@@ -37,6 +37,16 @@ interface Download {
   origin: string;
 }
 
+/** What the blob cache reports as it works (for metrics). */
+export interface BlobCacheEvents {
+  downloadStarted(upstream: string): void;
+  /** A download ended: `failure` is the reason when it did not verify or finish. */
+  downloadEnded(upstream: string, bytes: number, failure?: string): void;
+  joined(upstream: string): void;
+  /** A blob was committed to storage. */
+  stored(bytes: number): void;
+}
+
 /** Dependencies of the blob cache. */
 export interface BlobCacheOptions {
   storage: StorageDriver;
@@ -45,6 +55,7 @@ export interface BlobCacheOptions {
   /** A local folder for spool files, on the same filesystem as storage when that is local. */
   spoolDir: string;
   logger: Logger;
+  events?: BlobCacheEvents | undefined;
 }
 
 /** Serves blobs for any upstream, one download per digest at a time. */
@@ -84,7 +95,9 @@ export class BlobCache {
     const download = this.downloads.get(digest);
     if (!download) return undefined;
     if (download.origin !== originOf(upstream, repository)) await this.confirmUpstreamHas(upstream, repository, digest);
-    return fromSpool(await download.spool, 'coalesced'); // undefined: committed meanwhile, read storage
+    const joined = fromSpool(await download.spool, 'coalesced'); // undefined: committed meanwhile, read storage
+    if (joined) this.options.events?.joined(upstream);
+    return joined;
   }
 
   /** Size and outcome for a HEAD, without downloading the blob. */
@@ -163,22 +176,38 @@ export class BlobCache {
     }
     const length = Number(res.headers['content-length']);
     const path = join(this.options.spoolDir, randomUUID());
+    this.options.events?.downloadStarted(upstream);
     return SpoolDownload.start(digest, Number.isFinite(length) ? length : undefined, path, res.body);
   }
 
   private async commitWhenVerified(download: SpoolDownload, entry: Download, upstream: string, repository: string): Promise<void> {
-    const { storage, metadata, logger } = this.options;
+    const { storage, metadata, logger, events } = this.options;
     try {
       await download.done;
-      await storage.putFile(blobKey(download.digest), download.path);
-      await metadata.linkBlob(upstream, repository, download.digest);
     } catch (err) {
-      logger.warn({ err, upstream, repository, digest: download.digest }, 'blob not cached');
+      events?.downloadEnded(upstream, download.written, err instanceof SpoolError ? err.reason : 'upstream-failed');
+      logger.warn({ err, upstream, repository, digest: download.digest }, 'blob download failed');
+      this.forget(download, entry);
+      return;
+    }
+    events?.downloadEnded(upstream, download.written);
+    try {
+      const key = blobKey(download.digest);
+      const existed = await storage.stat(key);
+      await storage.putFile(key, download.path);
+      await metadata.linkBlob(upstream, repository, download.digest);
+      if (!existed) events?.stored(download.written);
+    } catch (err) {
+      logger.warn({ err, upstream, repository, digest: download.digest }, 'blob served but not cached');
       await rm(download.path, { force: true });
     } finally {
-      if (this.downloads.get(download.digest) === entry) this.downloads.delete(download.digest);
-      await download.closeWhenIdle();
+      this.forget(download, entry);
     }
+  }
+
+  private forget(download: SpoolDownload, entry: Download): void {
+    if (this.downloads.get(download.digest) === entry) this.downloads.delete(download.digest);
+    void download.closeWhenIdle();
   }
 }
 

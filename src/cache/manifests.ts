@@ -56,6 +56,8 @@ export interface ManifestCacheOptions {
   memoryBytes: number;
   logger: Logger;
   now?: () => number;
+  /** Called when a manifest document is added to storage (for the cache-size metrics). */
+  onStored?: ((bytes: number) => void) | undefined;
 }
 
 /** Serves manifests by tag and digest for every upstream. */
@@ -170,7 +172,11 @@ export class ManifestCache {
   private async store(query: ManifestQuery, answer: ManifestAnswer, tag: string | undefined): Promise<void> {
     const { storage, metadata } = this.options;
     const { upstream, repository } = query;
-    await storage.put(blobKey(answer.digest), answer.body!);
+    const key = blobKey(answer.digest);
+    if (!(await storage.stat(key))) {
+      await storage.put(key, answer.body!);
+      this.options.onStored?.(answer.size);
+    }
     this.documents?.set(answer.digest, answer.body!);
     await metadata.putManifest(upstream, repository, answer.digest, { mediaType: answer.mediaType, size: answer.size });
     // The layers and config an image manifest names are, by definition, in this repository upstream.

@@ -58,6 +58,7 @@ export const configSchema = z
     version: z.literal(1, { error: 'must be 1' }),
     listeners: z.array(listener).min(1, 'at least one listener is needed').default([{ address: '0.0.0.0:5000' }]),
     routing: z.object({ defaultUpstream: z.string().optional() }).strict().prefault({}),
+    admin: z.object({ address: hostPort.optional() }).strict().prefault({}),
     storage: z
       .object({ driver: z.literal('filesystem').default('filesystem'), path: z.string().min(1).default('./data') })
       .strict()

@@ -6,6 +6,7 @@
  *   repositories/<upstream>/<repo>/_manifests/<alg>/<hex>   link + media type of a manifest (JSON)
  *   repositories/<upstream>/<repo>/_tags/<tag>               tag record: digest, media type, fetched at (JSON)
  *   repositories/<upstream>/<repo>/_lists/<sha256 of path>  last tags/referrers answer, for when upstream is down
+ *   _health/probe                                      written by the readiness check
  *
  * Content is shared by every upstream (same digest, same bytes); links scope it, so a blob is only
  * served for a repository that upstream said holds it. Names and digests are validated before they
@@ -43,3 +44,6 @@ export function tagKey(upstream: string, repository: string, tag: string): strin
 export function listKey(upstream: string, repository: string, pathHash: string): string {
   return `${repositoryPrefix(upstream, repository)}_lists/${pathHash}`;
 }
+
+/** Key the readiness check writes to prove storage is writable. */
+export const HEALTH_PROBE_KEY = '_health/probe';

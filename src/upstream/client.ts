@@ -20,6 +20,8 @@ export interface UpstreamClientOptions {
   maxRetryWaitMs?: number;
   /** Observes every upstream response (metrics, rate-limit headers). */
   onResponse?: (info: { method: string; status: number; durationMs: number; headers: Dispatcher.ResponseData['headers'] }) => void;
+  /** Observes every request that got no response (connection error, timeout). */
+  onFailure?: (failure: UpstreamError['failure']) => void;
 }
 
 /** A response from upstream whose body the caller must consume or destroy. */
@@ -114,7 +116,9 @@ export class UpstreamClient {
       try {
         data = await request(url, { dispatcher: this.dispatcher, method: req.method, headers, signal: req.signal });
       } catch (err) {
-        throw toUpstreamError(this.name, err);
+        const error = toUpstreamError(this.name, err);
+        if (error instanceof UpstreamError) this.options.onFailure?.(error.failure);
+        throw error;
       }
       this.options.onResponse?.({ method: req.method, status: data.statusCode, durationMs: performance.now() - started, headers: data.headers });
       const location = data.headers.location;

@@ -28,6 +28,9 @@ export interface TestMirrorOptions {
   defaultUpstream?: string;
   dataDir?: string;
   cache?: ConfigInput['cache'];
+  admin?: ConfigInput['admin'];
+  /** Receives the log as JSON lines (at debug level) instead of discarding it. */
+  logStream?: NodeJS.WritableStream;
 }
 
 /** Starts regmirror with the given upstreams; logs are silent unless REGMIRROR_TEST_LOG is set. */
@@ -39,10 +42,12 @@ export async function startTestMirror(options: TestMirrorOptions): Promise<TestM
     routing: options.defaultUpstream ? { defaultUpstream: options.defaultUpstream } : {},
     storage: { path: dataDir },
     cache: options.cache ?? {},
-    log: { level: process.env.REGMIRROR_TEST_LOG ?? 'silent' },
+    admin: options.admin ?? {},
+    log: { level: options.logStream ? 'debug' : (process.env.REGMIRROR_TEST_LOG ?? 'silent') },
     upstreams: options.upstreams,
   });
-  const mirror = await startMirror(config, pino({ level: config.log.level }));
+  const logger = options.logStream ? pino({ level: config.log.level }, options.logStream) : pino({ level: config.log.level });
+  const mirror = await startMirror(config, logger);
   const hosts = mirror.listeners.map((l) => `127.0.0.1:${l.address.port}`);
   return { url: `http://${hosts[0]}`, host: hosts[0]!, hosts, dataDir, mirror, close: () => mirror.close(100) };
 }

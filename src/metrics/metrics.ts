@@ -1,0 +1,170 @@
+/**
+ * Every metric regmirror exports, defined in one place. Names carry the `regmirror_` prefix and
+ * their unit; labels are bounded (upstream names come from the config, never repositories or digests).
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Kinds of registry request, as labelled. */
+export type RequestKind = 'base' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'upload' | 'catalog' | 'invalid';
+
+/** The metrics of one regmirror process. */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'regmirror_requests_total',
+    help: 'Registry API requests answered, by upstream, kind, cache outcome and HTTP status',
+    labelNames: ['upstream', 'kind', 'outcome', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly requestDuration = new Histogram({
+    name: 'regmirror_request_duration_seconds',
+    help: 'Time from request to the last byte of the response, by kind and cache outcome',
+    labelNames: ['kind', 'outcome'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+
+  readonly responseBytes = new Counter({
+    name: 'regmirror_response_bytes_total',
+    help: 'Bytes sent to clients, by upstream, kind and cache outcome (hit: served from the cache)',
+    labelNames: ['upstream', 'kind', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamRequests = new Counter({
+    name: 'regmirror_upstream_requests_total',
+    help: 'Requests sent to upstream registries (token services and redirects included), by method and status',
+    labelNames: ['upstream', 'method', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamDuration = new Histogram({
+    name: 'regmirror_upstream_response_seconds',
+    help: 'Time until an upstream answered with headers',
+    labelNames: ['upstream'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly upstreamErrors = new Counter({
+    name: 'regmirror_upstream_errors_total',
+    help: 'Upstream requests that got no usable answer: unreachable, timeout, auth, protocol, or a 5xx/429 status',
+    labelNames: ['upstream', 'failure'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamBlobBytes = new Counter({
+    name: 'regmirror_upstream_blob_bytes_total',
+    help: 'Blob bytes downloaded from upstream registries',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
+  readonly downloadsInFlight = new Gauge({
+    name: 'regmirror_downloads_in_flight',
+    help: 'Blob downloads from upstream under way',
+    registers: [this.registry],
+  });
+
+  readonly downloadJoins = new Counter({
+    name: 'regmirror_download_joins_total',
+    help: 'Clients that joined a blob download already under way instead of starting another',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
+  readonly downloadFailures = new Counter({
+    name: 'regmirror_download_failures_total',
+    help: 'Blob downloads that did not verify or did not finish, by reason',
+    labelNames: ['upstream', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly cacheBytes = new Gauge({
+    name: 'regmirror_cache_size_bytes',
+    help: 'Bytes of blob and manifest content in the cache',
+    registers: [this.registry],
+  });
+
+  readonly cacheObjects = new Gauge({
+    name: 'regmirror_cache_objects',
+    help: 'Blobs and manifests in the cache',
+    registers: [this.registry],
+  });
+
+  readonly rateLimitLimit = new Gauge({
+    name: 'regmirror_upstream_ratelimit_limit',
+    help: "Pull limit of the current window, from an upstream's ratelimit-limit header (Docker Hub)",
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rateLimitRemaining = new Gauge({
+    name: 'regmirror_upstream_ratelimit_remaining',
+    help: "Pulls left in the current window, from an upstream's ratelimit-remaining header (Docker Hub)",
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'regmirror_' });
+  }
+
+  /** Callbacks for an upstream client: requests, latency, errors, rate-limit headers. */
+  upstreamObserver(upstream: string): {
+    onResponse: (info: { method: string; status: number; durationMs: number; headers: Record<string, string | string[] | undefined> }) => void;
+    onFailure: (failure: string) => void;
+  } {
+    return {
+      onResponse: ({ method, status, durationMs, headers }) => {
+        this.upstreamRequests.inc({ upstream, method, status: String(status) });
+        this.upstreamDuration.observe({ upstream }, durationMs / 1000);
+        if (status >= 500 || status === 429) this.upstreamErrors.inc({ upstream, failure: String(status) });
+        this.observeRateLimit(upstream, headers);
+      },
+      onFailure: (failure) => this.upstreamErrors.inc({ upstream, failure }),
+    };
+  }
+
+  /** Callbacks for the blob cache: downloads, joins, failures, stored content. */
+  blobCacheEvents(): {
+    downloadStarted(upstream: string): void;
+    downloadEnded(upstream: string, bytes: number, failure?: string): void;
+    joined(upstream: string): void;
+    stored(bytes: number): void;
+  } {
+    return {
+      downloadStarted: () => this.downloadsInFlight.inc(),
+      downloadEnded: (upstream, bytes, failure) => {
+        this.downloadsInFlight.dec();
+        this.upstreamBlobBytes.inc({ upstream }, bytes);
+        if (failure) this.downloadFailures.inc({ upstream, reason: failure });
+      },
+      joined: (upstream) => this.downloadJoins.inc({ upstream }),
+      stored: (bytes) => this.contentStored(bytes),
+    };
+  }
+
+  /** Content of `bytes` was added to the cache. */
+  contentStored(bytes: number): void {
+    this.cacheBytes.inc(bytes);
+    this.cacheObjects.inc();
+  }
+
+  /** Reads Docker Hub's `ratelimit-limit: 100;w=21600` style headers, when present. */
+  observeRateLimit(upstream: string, headers: Record<string, string | string[] | undefined>): void {
+    const limit = firstNumber(headers['ratelimit-limit']);
+    const remaining = firstNumber(headers['ratelimit-remaining']);
+    if (limit !== undefined) this.rateLimitLimit.set({ upstream }, limit);
+    if (remaining !== undefined) this.rateLimitRemaining.set({ upstream }, remaining);
+  }
+}
+
+function firstNumber(header: string | string[] | undefined): number | undefined {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (value === undefined) return undefined;
+  const n = Number.parseInt(value, 10);
+  return Number.isFinite(n) ? n : undefined;
+}
