@@ -14,6 +14,8 @@ export interface RequestRecord {
   status: number;
   kind: RequestKind;
   upstream: string | undefined;
+  /** The repository on the upstream, when the request named one. */
+  repository: string | undefined;
   routedBy: RoutedBy | undefined;
   outcome: string | undefined;
   /** Bytes written to the connection for this response, headers included. */

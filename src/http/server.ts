@@ -99,6 +99,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, spec: ListenerS
       status: res.statusCode,
       kind: route?.kind ?? 'invalid',
       upstream: route && 'upstream' in route ? route.upstream : undefined,
+      repository: route && 'repository' in route ? route.repository : undefined,
       routedBy: route && 'routedBy' in route ? route.routedBy : undefined,
       outcome: served.outcome,
       bytes: socket.bytesWritten - bytesBefore,
