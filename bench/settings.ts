@@ -1,0 +1,57 @@
+/**
+ * What one bench run does: blob sizes, rounds and durations, from the environment.
+ *   BENCH_QUICK=1   a smoke run: small blobs, short runs, one round (about a minute)
+ *   BENCH_ROUNDS=N  rounds of every workload (default 3; 1 when quick)
+ *   BENCH_SECONDS=N seconds of each timed load run (default 5; 2 when quick)
+ */
+
+/** The sizes and timings of a run. */
+export interface BenchSettings {
+  quick: boolean;
+  rounds: number;
+  /** Seconds of each wrk run (workloads 2 and 3) and of each single-client series (workload 1). */
+  seconds: number;
+  /** Bytes of the one layer of the small image (workloads 2 and 3). */
+  smallBlob: number;
+  /** Bytes of the big incompressible layer (workloads 1, 4 and 5). */
+  bigBlob: number;
+  /** Bytes of the layer of the middle image: workload 5's second size, to see whether RSS grows with it. */
+  midBlob: number;
+  /** Layer sizes of the multi-layer image (workload 4). */
+  multiLayers: number[];
+  /** Concurrent connections of workloads 2 and 3. */
+  connections: number;
+  /** Clients asking at once for the same cold blob (workload 5). */
+  coldClients: number;
+}
+
+const MB = 1_000_000;
+
+function positiveInt(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === '') return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, not "${text}"`);
+  return value;
+}
+
+/** Reads the settings from the environment. */
+export function benchSettings(): BenchSettings {
+  const quick = process.env.BENCH_QUICK === '1';
+  return {
+    quick,
+    rounds: positiveInt('BENCH_ROUNDS', quick ? 1 : 3),
+    seconds: positiveInt('BENCH_SECONDS', quick ? 2 : 5),
+    smallBlob: 5 * MB,
+    bigBlob: quick ? 50 * MB : 500 * MB,
+    midBlob: quick ? 10 * MB : 100 * MB,
+    multiLayers: quick ? [1 * MB, 2 * MB, 3 * MB] : [1 * MB, 2 * MB, 4 * MB, 8 * MB, 16 * MB, 32 * MB],
+    connections: 64,
+    coldClients: 16,
+  };
+}
+
+/** "500 MB" for 500_000_000. */
+export function formatSize(bytes: number): string {
+  return bytes >= MB ? `${Math.round(bytes / MB)} MB` : `${Math.round(bytes / 1000)} kB`;
+}
