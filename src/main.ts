@@ -77,6 +77,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     router,
     api,
     logger,
+    limits: config.http,
     observe: createRequestObserver(metrics, logger, config.log.accessLog),
     admin: { registry: metrics.registry, ready: () => storage.put(HEALTH_PROBE_KEY, Buffer.from(String(Date.now()))) },
   };

@@ -59,6 +59,14 @@ export const configSchema = z
     listeners: z.array(listener).min(1, 'at least one listener is needed').default([{ address: '0.0.0.0:5000' }]),
     routing: z.object({ defaultUpstream: z.string().optional() }).strict().prefault({}),
     admin: z.object({ address: hostPort.optional() }).strict().prefault({}),
+    http: z
+      .object({
+        headersTimeout: duration.default(30_000),
+        keepAliveTimeout: duration.default(65_000),
+        maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
+      })
+      .strict()
+      .prefault({}),
     storage: z
       .object({ driver: z.literal('filesystem').default('filesystem'), path: z.string().min(1).default('./data') })
       .strict()

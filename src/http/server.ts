@@ -12,6 +12,12 @@ import { ADMIN_PATHS, handleAdmin, type AdminDeps } from './admin.js';
 import type { RegistryApi, Served } from './registry-api.js';
 import { sendError } from './respond.js';
 
+/** Status lines for protocol errors that have a more precise answer than 400. */
+const CLIENT_ERROR_STATUS: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+};
+
 /** A listener to open. */
 export interface ListenerSpec {
   host: string;
@@ -24,6 +30,14 @@ export interface ListenerSpec {
   admin: boolean;
 }
 
+/** Connection limits shared by every listener. */
+export interface HttpLimits {
+  /** Time a client has to send its request headers (slow clients are cut off after it). */
+  headersTimeout: number;
+  keepAliveTimeout: number;
+  maxHeaderBytes: number;
+}
+
 /** What the server needs. */
 export interface ServerDeps {
   router: Router;
@@ -32,6 +46,7 @@ export interface ServerDeps {
   /** Called once per finished registry request (metrics and access log). */
   observe: (record: RequestRecord) => void;
   logger: Logger;
+  limits: HttpLimits;
 }
 
 /** An open listener. */
@@ -43,13 +58,22 @@ export interface OpenListener {
 
 /** Opens a listener and resolves once it accepts connections. */
 export async function listen(spec: ListenerSpec, deps: ServerDeps): Promise<OpenListener> {
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 60_000, headersTimeout: 30_000 }, (req, res) => {
+  const { limits } = deps;
+  const server = createServer({
+    keepAliveTimeout: limits.keepAliveTimeout,
+    headersTimeout: limits.headersTimeout,
+    requestTimeout: limits.headersTimeout * 2, // requests have no body: the headers are the request
+    maxHeaderSize: limits.maxHeaderBytes,
+    connectionsCheckingInterval: Math.min(30_000, Math.max(250, limits.headersTimeout / 4)),
+  }, (req, res) => {
     void handle(req, res, spec, deps);
   });
   // Garbage on the wire (a TLS ClientHello on a plain port, a half-open scan) just closes the connection.
-  server.on('clientError', (err, socket) => {
-    deps.logger.debug({ err: err.message }, 'client protocol error');
-    if (socket.writable && !(err as NodeJS.ErrnoException).code?.startsWith('ECONN')) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    deps.logger.debug({ err: err.message, code: err.code }, 'client protocol error');
+    const status = CLIENT_ERROR_STATUS[err.code ?? ''] ?? '400 Bad Request';
+    // Destroy after writing: a client that never closes its side (slowloris) must not keep the socket.
+    if (socket.writable && !err.code?.startsWith('ECONN')) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
     else socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {

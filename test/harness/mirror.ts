@@ -29,6 +29,7 @@ export interface TestMirrorOptions {
   dataDir?: string;
   cache?: ConfigInput['cache'];
   admin?: ConfigInput['admin'];
+  http?: ConfigInput['http'];
   /** Receives the log as JSON lines (at debug level) instead of discarding it. */
   logStream?: NodeJS.WritableStream;
 }
@@ -43,6 +44,7 @@ export async function startTestMirror(options: TestMirrorOptions): Promise<TestM
     storage: { path: dataDir },
     cache: options.cache ?? {},
     admin: options.admin ?? {},
+    http: options.http ?? {},
     log: { level: options.logStream ? 'debug' : (process.env.REGMIRROR_TEST_LOG ?? 'silent') },
     upstreams: options.upstreams,
   });
