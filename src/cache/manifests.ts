@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
 import { digestAlgorithm, digestOf, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { DEFAULT_MANIFEST_ACCEPT, isAcceptable, isIndexMediaType, manifestMediaType, MEDIA_TYPE } from '../oci/media-types.js';
+import { DEFAULT_MANIFEST_ACCEPT, isAcceptable, isIndexMediaType, looksLikeManifest, manifestMediaType, MEDIA_TYPE } from '../oci/media-types.js';
 import type { MetadataStore, TagRecord } from '../metadata/records.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
@@ -151,6 +151,7 @@ export class ManifestCache {
     if ((digest && actual !== digest) || (announced && digestAlgorithm(announced) === digestAlgorithm(actual) && announced !== actual)) {
       throw new RegistryError('UPSTREAM_UNAVAILABLE', `${query.upstream} sent a manifest that does not match its digest`, { expected: digest ?? announced, actual });
     }
+    if (!looksLikeManifest(body)) throw new RegistryError('UPSTREAM_UNAVAILABLE', `${query.upstream} sent a document that is not a manifest`);
     const contentType = headerString(res.headers['content-type']);
     const answer: ManifestAnswer = { digest: actual, mediaType: manifestMediaType(body, contentType), size: body.length, body, outcome: 'miss' };
     await this.store(query, answer, tag);

@@ -37,6 +37,16 @@ export function isAcceptable(mediaType: string, accepted: readonly string[]): bo
   return accepted.some((a) => a === mediaType || a === '*/*' || a === 'application/*');
 }
 
+/** True when a document is a JSON object with a numeric schemaVersion, as every manifest is. */
+export function looksLikeManifest(document: Buffer): boolean {
+  try {
+    const parsed = JSON.parse(document.toString('utf8')) as unknown;
+    return typeof parsed === 'object' && parsed !== null && typeof (parsed as { schemaVersion?: unknown }).schemaVersion === 'number';
+  } catch {
+    return false;
+  }
+}
+
 /** The media type a manifest document declares, or what its shape implies when it declares none. */
 export function manifestMediaType(document: Buffer, headerType: string | undefined): string {
   try {

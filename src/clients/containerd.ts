@@ -1,0 +1,85 @@
+/**
+ * containerd: a certs.d tree with one hosts.toml per upstream, and the config.toml line that points
+ * the CRI plugin at it. containerd sends `?ns=<registry>` to a mirror, so one port serves them all.
+ */
+import { registryServer, type MirrorDescription } from './mirror.js';
+import { generatedHeader, tomlString, tomlStrings, type ClientConfig, type ClientFile } from './output.js';
+
+/** Options of the containerd generator. */
+export interface ContainerdOptions {
+  /** containerd's configuration folder; default /etc/containerd. */
+  configDir?: string;
+  /** Also write `_default/hosts.toml`: every other registry tries the mirror first. */
+  wildcard?: boolean;
+}
+
+/** The `[plugins."<cri>".registry]` table that holds config_path, by config.toml version. */
+export const CONTAINERD_REGISTRY_TABLE: Readonly<Record<1 | 2 | 3, readonly string[]>> = {
+  1: ['plugins', 'cri', 'registry'],
+  2: ['plugins', 'io.containerd.grpc.v1.cri', 'registry'],
+  3: ['plugins', 'io.containerd.cri.v1.images', 'registry'],
+};
+
+/** The `[host."<mirror>"]` table: pull and resolve only, never push. */
+function mirrorHostTable(mirror: MirrorDescription): string {
+  return [
+    `[host.${tomlString(mirror.url)}]`,
+    `  capabilities = ${tomlStrings(['pull', 'resolve'])}`,
+    ...(mirror.caFile !== undefined ? [`  ca = ${tomlString(mirror.caFile)}`] : []),
+  ].join('\n');
+}
+
+/** The config.toml table that names the certs.d folder, in config version 2 (containerd 1.x). */
+export function containerdConfigPathToml(certsDir: string): string {
+  const [, plugin, table] = CONTAINERD_REGISTRY_TABLE[2];
+  return `version = 2\n\n[plugins.${tomlString(plugin!)}.${table}]\n  config_path = ${tomlString(certsDir)}\n`;
+}
+
+/** Generates the certs.d tree and the config.toml snippet. */
+export function containerdConfig(mirror: MirrorDescription, options: ContainerdOptions = {}): ClientConfig {
+  const configDir = options.configDir ?? '/etc/containerd';
+  const certsDir = `${configDir}/certs.d`;
+  const files: ClientFile[] = mirror.registries.map((registry) => ({
+    kind: 'text',
+    path: `certs.d/${registry.name}/hosts.toml`,
+    merge: 'replace',
+    needsReload: false,
+    content:
+      generatedHeader(`containerd pulls ${registry.name} images through regmirror.`) +
+      `# Requests carry ?ns=${registry.name}; if the mirror fails, containerd goes to the server itself.\n` +
+      `server = ${tomlString(registryServer(registry))}\n\n${mirrorHostTable(mirror)}\n`,
+  }));
+  if (options.wildcard) {
+    files.push({
+      kind: 'text',
+      path: 'certs.d/_default/hosts.toml',
+      merge: 'replace',
+      needsReload: false,
+      content:
+        generatedHeader('every registry without its own folder here tries regmirror first.') +
+        '# regmirror answers 404 for a registry it does not mirror; containerd then goes to the registry itself.\n\n' +
+        `${mirrorHostTable(mirror)}\n`,
+    });
+  }
+  files.push({
+    kind: 'text',
+    path: 'config.toml',
+    merge: 'containerd-config-toml',
+    needsReload: true,
+    content:
+      generatedHeader('points the CRI plugin (kubelet, crictl, nerdctl) at the hosts.toml files.') +
+      '# `regmirror setup containerd` sets only this line in an existing config.toml; config version 3\n' +
+      `# (containerd 2.x) keeps it in [plugins."io.containerd.cri.v1.images".registry].\n` +
+      containerdConfigPathToml(certsDir),
+  });
+  return {
+    configDir,
+    files,
+    reload: ['systemctl restart containerd'],
+    notes: [
+      `containerd reads hosts.toml at every pull: only the config_path change in config.toml needs a restart.`,
+      `ctr does not read config_path: pull with \`ctr images pull --hosts-dir ${certsDir} docker.io/library/alpine:latest\`.`,
+      `config.toml must not also set the deprecated registry.mirrors: containerd refuses both.`,
+    ],
+  };
+}

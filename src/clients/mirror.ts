@@ -1,0 +1,127 @@
+/**
+ * The mirror as clients see it: which registries it serves and at which URL. Built once from the
+ * validated configuration (plus `--url` and `--ca`), then handed to every client generator, which
+ * are pure functions of it.
+ */
+
+/** The parts of the configuration that decide what clients are told (the validated config fits). */
+export interface MirrorLayout {
+  listeners: readonly { address: string; upstream?: string | undefined }[];
+  upstreams: Readonly<Record<string, { dockerHubNames?: boolean | undefined }>>;
+  routing: { defaultUpstream?: string | undefined };
+}
+
+/** One place clients connect to. */
+export interface MirrorEndpoint {
+  /** `scheme://host:port`, no trailing slash. */
+  url: string;
+  /** `host:port` as it appears in image references and per-host client settings. */
+  host: string;
+}
+
+/** A listener as clients reach it. */
+export interface MirrorListener extends MirrorEndpoint {
+  /** The upstream it is pinned to: requests naming no registry go there. */
+  upstream?: string;
+}
+
+/** One upstream registry the mirror serves. */
+export interface MirroredRegistry {
+  /** The registry name in image references, e.g. `ghcr.io`. */
+  name: string;
+  /** Docker Hub (single names live under `library/`); dockerd mirrors only this one. */
+  dockerHub: boolean;
+}
+
+/** Everything a client generator needs to know about the mirror. */
+export interface MirrorDescription extends MirrorEndpoint {
+  scheme: 'http' | 'https';
+  /** The CA that signed the mirror's certificate, when clients should be told (https only). */
+  caFile?: string;
+  /** In configuration order. */
+  registries: MirroredRegistry[];
+  /** Where requests that name no registry go on an unpinned listener. */
+  defaultUpstream?: string;
+  listeners: MirrorListener[];
+}
+
+/** How the description is adjusted for this host. */
+export interface DescribeOptions {
+  /** The URL clients should use (`--url`); default: the first unpinned listener. */
+  url?: string;
+  /** The CA file for an https mirror (`--ca`). */
+  caFile?: string;
+  /** Used for listeners bound to every interface (0.0.0.0, ::, or no host). */
+  hostname: string;
+}
+
+/** A mirror description that cannot be built, or a client that cannot use this mirror. */
+export class ClientConfigError extends Error {
+  override name = 'ClientConfigError';
+}
+
+const ANY_ADDRESS = new Set(['', '0.0.0.0', '[::]', '[::0]', '[0:0:0:0:0:0:0:0]']);
+
+/** Splits `host:port` (IPv6 in brackets) into its parts. */
+function splitAddress(address: string): { host: string; port: string } {
+  const at = address.lastIndexOf(':');
+  return { host: address.slice(0, at), port: address.slice(at + 1) };
+}
+
+/** `host` as it goes into a URL authority: IPv6 in brackets. */
+function urlHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** Parses `--url`: an http(s) URL with a host and nothing after it. */
+function parseClientUrl(raw: string): { scheme: 'http' | 'https'; hostname: string; port: string } {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ClientConfigError(`--url "${raw}" is not a URL (e.g. http://mirror.example:5000)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ClientConfigError(`--url "${raw}": must be http or https`);
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash || url.username || url.password) {
+    throw new ClientConfigError(`--url "${raw}": only scheme, host and port (clients add the registry path themselves)`);
+  }
+  const scheme = url.protocol === 'https:' ? 'https' : 'http';
+  return { scheme, hostname: url.hostname, port: url.port || (scheme === 'https' ? '443' : '80') };
+}
+
+/** Builds the description of a validated configuration; throws ClientConfigError when it cannot. */
+export function describeMirror(layout: MirrorLayout, options: DescribeOptions): MirrorDescription {
+  const override = options.url !== undefined ? parseClientUrl(options.url) : undefined;
+  const scheme = override?.scheme ?? 'http';
+  if (options.caFile !== undefined && scheme !== 'https') {
+    throw new ClientConfigError('--ca needs an https mirror URL (--url https://...)');
+  }
+  const listeners = layout.listeners.map((listener): MirrorListener => {
+    const { host, port } = splitAddress(listener.address);
+    if (!override && port === '0') throw new ClientConfigError(`listener ${listener.address} has no fixed port: pass --url`);
+    const hostname = override?.hostname ?? (ANY_ADDRESS.has(host) || host === '::' ? options.hostname : host);
+    const authority = `${urlHost(hostname)}:${port}`;
+    return { url: `${scheme}://${authority}`, host: authority, ...(listener.upstream !== undefined ? { upstream: listener.upstream } : {}) };
+  });
+  const main = listeners.find((l) => l.upstream === undefined) ?? listeners[0];
+  if (!main) throw new ClientConfigError('the configuration has no listener');
+  let endpoint: MirrorEndpoint = main;
+  if (override) {
+    const authority = `${urlHost(override.hostname)}:${override.port}`;
+    endpoint = { url: `${scheme}://${authority}`, host: authority };
+  }
+  return {
+    url: endpoint.url,
+    host: endpoint.host,
+    scheme,
+    ...(options.caFile !== undefined ? { caFile: options.caFile } : {}),
+    registries: Object.entries(layout.upstreams).map(([name, u]) => ({ name, dockerHub: u.dockerHubNames ?? name === 'docker.io' })),
+    ...(layout.routing.defaultUpstream !== undefined ? { defaultUpstream: layout.routing.defaultUpstream } : {}),
+    listeners,
+  };
+}
+
+/** The public address of a registry: where a client goes when the mirror fails. */
+export function registryServer(registry: MirroredRegistry): string {
+  return registry.dockerHub && registry.name === 'docker.io' ? 'https://registry-1.docker.io' : `https://${registry.name}`;
+}
