@@ -2,6 +2,7 @@
  * Wires regmirror together, top to bottom: config → storage → metadata → upstream clients → caches
  * → router → HTTP listeners. The only module besides the CLI that reads the configuration.
  */
+import type { BlockList } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BlobCache } from './cache/blobs.js';
@@ -10,6 +11,8 @@ import { ManifestCache } from './cache/manifests.js';
 import { resolveCredentials } from './config/credentials.js';
 import type { Config } from './config/schema.js';
 import { createRequestObserver } from './http/access.js';
+import { cidrList } from './http/client-access.js';
+import { HtpasswdAuth } from './http/client-auth.js';
 import { RegistryApi } from './http/registry-api.js';
 import { listen, type OpenListener } from './http/server.js';
 import { MetadataStore } from './metadata/records.js';
@@ -78,12 +81,15 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     api,
     logger,
     limits: config.http,
+    trustedProxies: config.access.trustedProxies.length > 0 ? cidrList(config.access.trustedProxies) : undefined,
+    auth: config.access.htpasswd !== undefined ? new HtpasswdAuth(config.access.htpasswd, config.access.realm, logger) : undefined,
     observe: createRequestObserver(metrics, logger, config.log.accessLog),
     admin: { registry: metrics.registry, ready: () => storage.put(HEALTH_PROBE_KEY, Buffer.from(String(Date.now()))) },
   };
   // Operator endpoints ride on the registry listeners unless they have a listener of their own.
-  const specs = config.listeners.map((l) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined }));
-  if (config.admin.address !== undefined) specs.push({ ...parseAddress(config.admin.address), upstream: undefined, registry: false, admin: true });
+  const allowList = (cidrs: readonly string[] | undefined): BlockList | undefined => (cidrs ? cidrList(cidrs) : undefined);
+  const specs = config.listeners.map((l) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow) }));
+  if (config.admin.address !== undefined) specs.push({ ...parseAddress(config.admin.address), upstream: undefined, registry: false, admin: true, allow: allowList(config.admin.allow) });
   const listeners: OpenListener[] = [];
   try {
     for (const spec of specs) {
@@ -104,6 +110,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
       setTimeout(() => l.server.closeAllConnections(), graceMs).unref();
     })));
     await Promise.all([...clients.values()].map((c) => c.close()));
+    deps.auth?.close();
   };
   return { listeners, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
 }

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { looksLikeRegistryHost } from '../oci/reference.js';
-import { parseDuration } from './units.js';
+import { isCidr, parseDuration } from './units.js';
 
 const duration = z
   .union([z.string(), z.number()])
@@ -46,10 +46,13 @@ const upstream = z
   })
   .strict();
 
+const cidr = z.string().refine(isCidr, 'must be an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8');
+
 const listener = z
   .object({
     address: hostPort,
     upstream: z.string().optional(),
+    allow: z.array(cidr).optional(),
   })
   .strict();
 
@@ -58,7 +61,15 @@ export const configSchema = z
     version: z.literal(1, { error: 'must be 1' }),
     listeners: z.array(listener).min(1, 'at least one listener is needed').default([{ address: '0.0.0.0:5000' }]),
     routing: z.object({ defaultUpstream: z.string().optional() }).strict().prefault({}),
-    admin: z.object({ address: hostPort.optional() }).strict().prefault({}),
+    admin: z.object({ address: hostPort.optional(), allow: z.array(cidr).optional() }).strict().prefault({}),
+    access: z
+      .object({
+        trustedProxies: z.array(cidr).default([]),
+        htpasswd: z.string().min(1).optional(),
+        realm: z.string().min(1).default('regmirror'),
+      })
+      .strict()
+      .prefault({}),
     http: z
       .object({
         headersTimeout: duration.default(30_000),

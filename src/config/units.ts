@@ -1,4 +1,5 @@
-/** Human-friendly durations ("30s", "5m") and sizes ("50GiB") used in the config file. */
+/** Value formats of the config file: durations ("30s", "5m") and CIDRs. */
+import { isIP } from 'node:net';
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 const DURATION_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -9,4 +10,14 @@ export function parseDuration(value: string | number): number | undefined {
   const m = DURATION.exec(value.trim());
   if (!m) return undefined;
   return Math.round(Number(m[1]) * DURATION_MS[m[2]!]!);
+}
+
+/** True when a string is an IPv4 or IPv6 address with an optional prefix length (a CIDR). */
+export function isCidr(value: string): boolean {
+  const [address, bits, extra] = value.split('/');
+  if (extra !== undefined || !address) return false;
+  const version = isIP(address);
+  if (version === 0) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (version === 4 ? 32 : 128);
 }

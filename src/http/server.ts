@@ -7,7 +7,10 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { RegistryError, toRegistryError } from '../oci/errors.js';
 import type { RoutedRequest, Router } from '../routing/router.js';
+import type { BlockList } from 'node:net';
 import type { RequestRecord } from './access.js';
+import { clientAddress, listHas } from './client-access.js';
+import type { HtpasswdAuth } from './client-auth.js';
 import { ADMIN_PATHS, handleAdmin, type AdminDeps } from './admin.js';
 import type { RegistryApi, Served } from './registry-api.js';
 import { sendError } from './respond.js';
@@ -28,6 +31,8 @@ export interface ListenerSpec {
   registry: boolean;
   /** Serves /metrics, /healthz, /readyz. */
   admin: boolean;
+  /** Only clients in this list are served (all when absent). */
+  allow?: BlockList | undefined;
 }
 
 /** Connection limits shared by every listener. */
@@ -47,6 +52,10 @@ export interface ServerDeps {
   observe: (record: RequestRecord) => void;
   logger: Logger;
   limits: HttpLimits;
+  /** Proxies whose X-Forwarded-For is believed. */
+  trustedProxies?: BlockList | undefined;
+  /** Client authentication for the registry API, when configured. */
+  auth?: HtpasswdAuth | undefined;
 }
 
 /** An open listener. */
@@ -94,6 +103,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, spec: ListenerS
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const head = req.method === 'HEAD';
+  const client = clientAddress(req, deps.trustedProxies);
+  if (spec.allow && !listHas(spec.allow, client)) {
+    sendError(res, new RegistryError('DENIED', 'this client address is not allowed'), head);
+    return;
+  }
   if (spec.admin && ADMIN_PATHS.has(path) && (head || req.method === 'GET')) {
     await handleAdmin(req, res, path, deps.admin).catch(() => res.destroy());
     return;
@@ -106,6 +120,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, spec: ListenerS
   let route: RoutedRequest | undefined;
   try {
     if (!spec.registry) throw new RegistryError('NAME_UNKNOWN', 'this listener serves only /metrics, /healthz and /readyz');
+    if (deps.auth && !(await deps.auth.authenticate(req.headers.authorization))) {
+      throw new RegistryError('UNAUTHORIZED', 'authentication required', undefined, { 'www-authenticate': deps.auth.challenge });
+    }
     route = deps.router.route({ path, ns, host: req.headers.host, listenerUpstream: spec.upstream });
     if (req.method !== 'GET' && !head) throw new RegistryError('UNSUPPORTED', 'regmirror is a read-only mirror: only GET and HEAD are served');
     served = await deps.api.handle({ req, res, route, query, head });
@@ -114,7 +131,6 @@ async function handle(req: IncomingMessage, res: ServerResponse, spec: ListenerS
     if (error.code === 'UNKNOWN') deps.logger.error({ err, method: req.method, path }, 'request failed');
     sendError(res, error, head);
   }
-  const client = socket.remoteAddress;
   const finish = (): void => {
     deps.observe({
       client,

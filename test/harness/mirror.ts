@@ -30,6 +30,9 @@ export interface TestMirrorOptions {
   cache?: ConfigInput['cache'];
   admin?: ConfigInput['admin'];
   http?: ConfigInput['http'];
+  access?: ConfigInput['access'];
+  /** Allow-list of the (first) listener. */
+  allow?: string[];
   /** Receives the log as JSON lines (at debug level) instead of discarding it. */
   logStream?: NodeJS.WritableStream;
 }
@@ -39,12 +42,17 @@ export async function startTestMirror(options: TestMirrorOptions): Promise<TestM
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'regmirror-data-'));
   const config = parseConfig({
     version: 1,
-    listeners: (options.listeners ?? [undefined]).map((upstream) => ({ address: '127.0.0.1:0', ...(upstream ? { upstream } : {}) })),
+    listeners: (options.listeners ?? [undefined]).map((upstream, i) => ({
+      address: '127.0.0.1:0',
+      ...(upstream ? { upstream } : {}),
+      ...(i === 0 && options.allow ? { allow: options.allow } : {}),
+    })),
     routing: options.defaultUpstream ? { defaultUpstream: options.defaultUpstream } : {},
     storage: { path: dataDir },
     cache: options.cache ?? {},
     admin: options.admin ?? {},
     http: options.http ?? {},
+    access: options.access ?? {},
     log: { level: options.logStream ? 'debug' : (process.env.REGMIRROR_TEST_LOG ?? 'silent') },
     upstreams: options.upstreams,
   });
