@@ -154,7 +154,12 @@ export class ManifestCache {
     if (!looksLikeManifest(body)) throw new RegistryError('UPSTREAM_UNAVAILABLE', `${query.upstream} sent a document that is not a manifest`);
     const contentType = headerString(res.headers['content-type']);
     const answer: ManifestAnswer = { digest: actual, mediaType: manifestMediaType(body, contentType), size: body.length, body, outcome: 'miss' };
-    await this.store(query, answer, tag);
+    try {
+      await this.store(query, answer, tag);
+    } catch (err) {
+      // The client still gets its verified manifest; the cache just could not keep it (disk full, ...).
+      this.options.logger.warn({ err, upstream: query.upstream, repository: query.repository, digest: actual }, 'manifest served but not cached');
+    }
     return answer;
   }
 

@@ -149,7 +149,9 @@ export class SpoolDownload {
         this.hash.update(chunk);
         let offset = 0;
         while (offset < chunk.length) {
-          const { bytesWritten } = await this.fh.write(chunk, offset, chunk.length - offset, this.written + offset);
+          const { bytesWritten } = await this.fh.write(chunk, offset, chunk.length - offset, this.written + offset).catch((err: unknown) => {
+            throw new SpoolError(`spool write failed: ${(err as Error).message}`, 'write-failed', { cause: err });
+          });
           offset += bytesWritten;
         }
         this.written += chunk.length;
