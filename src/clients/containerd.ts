@@ -67,7 +67,7 @@ export function containerdConfig(mirror: MirrorDescription, options: ContainerdO
     merge: 'containerd-config-toml',
     needsReload: true,
     content:
-      generatedHeader('points the CRI plugin (kubelet, crictl, nerdctl) at the hosts.toml files.') +
+      generatedHeader('points the CRI plugin (kubelet, crictl) at the hosts.toml files.') +
       '# `regmirror setup containerd` sets only this line in an existing config.toml; config version 3\n' +
       `# (containerd 2.x) keeps it in [plugins."io.containerd.cri.v1.images".registry].\n` +
       containerdConfigPathToml(certsDir),

@@ -73,7 +73,7 @@ function urlHost(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
-/** Parses `--url`: an http(s) URL with a host and nothing after it. */
+/** Parses `--url`: an http(s) URL with a host and nothing after it; `port` is '' for the scheme's default. */
 function parseClientUrl(raw: string): { scheme: 'http' | 'https'; hostname: string; port: string } {
   let url: URL;
   try {
@@ -86,7 +86,7 @@ function parseClientUrl(raw: string): { scheme: 'http' | 'https'; hostname: stri
     throw new ClientConfigError(`--url "${raw}": only scheme, host and port (clients add the registry path themselves)`);
   }
   const scheme = url.protocol === 'https:' ? 'https' : 'http';
-  return { scheme, hostname: url.hostname, port: url.port || (scheme === 'https' ? '443' : '80') };
+  return { scheme, hostname: url.hostname, port: url.port };
 }
 
 /** Builds the description of a validated configuration; throws ClientConfigError when it cannot. */
@@ -107,7 +107,7 @@ export function describeMirror(layout: MirrorLayout, options: DescribeOptions): 
   if (!main) throw new ClientConfigError('the configuration has no listener');
   let endpoint: MirrorEndpoint = main;
   if (override) {
-    const authority = `${urlHost(override.hostname)}:${override.port}`;
+    const authority = override.port ? `${urlHost(override.hostname)}:${override.port}` : urlHost(override.hostname);
     endpoint = { url: `${scheme}://${authority}`, host: authority };
   }
   return {

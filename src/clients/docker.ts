@@ -1,0 +1,64 @@
+/**
+ * dockerd: daemon.json `registry-mirrors`. dockerd uses a mirror for Docker Hub only, at the root
+ * URL only, and names no registry in its requests (`/v2/library/alpine/...`): the mirror must route
+ * such requests to docker.io, through a listener pinned to it or `routing.defaultUpstream`.
+ */
+import { ClientConfigError, type MirrorDescription, type MirrorEndpoint } from './mirror.js';
+import type { ClientConfig, ClientFile } from './output.js';
+
+/** Options of the dockerd generator. */
+export interface DockerOptions {
+  /** dockerd's configuration folder; default /etc/docker. */
+  configDir?: string;
+}
+
+/** The endpoint on which a request naming no registry reaches Docker Hub, if there is one. */
+export function dockerHubEndpoint(mirror: MirrorDescription): MirrorEndpoint | undefined {
+  const hub = mirror.registries.find((r) => r.dockerHub);
+  if (!hub) return undefined;
+  const pinned = mirror.listeners.find((l) => l.upstream === hub.name);
+  if (pinned) return pinned;
+  return mirror.defaultUpstream === hub.name ? mirror : undefined;
+}
+
+/** Generates daemon.json (and the CA copy for an https mirror with a CA). */
+export function dockerConfig(mirror: MirrorDescription, options: DockerOptions = {}): ClientConfig {
+  const configDir = options.configDir ?? '/etc/docker';
+  if (!mirror.registries.some((r) => r.dockerHub)) {
+    throw new ClientConfigError('dockerd mirrors only Docker Hub, and this mirror does not serve docker.io');
+  }
+  const hub = dockerHubEndpoint(mirror);
+  if (!hub) {
+    throw new ClientConfigError(
+      'dockerd names no registry in its requests: set routing.defaultUpstream: docker.io, or add a listener with upstream: docker.io',
+    );
+  }
+  const others = mirror.registries.filter((r) => !r.dockerHub);
+  const pinned = mirror.listeners.filter((l) => l.upstream !== undefined && others.some((r) => r.name === l.upstream));
+  const mirrorHosts = [hub.host, ...(others.length > 0 ? [mirror.host] : []), ...pinned.map((l) => l.host)];
+  const daemon: Record<string, string[]> = { 'registry-mirrors': [hub.url] };
+  if (mirror.scheme === 'http') daemon['insecure-registries'] = [...new Set(mirrorHosts)];
+  const files: ClientFile[] = [
+    { kind: 'text', path: 'daemon.json', merge: 'docker-daemon-json', needsReload: true, content: `${JSON.stringify(daemon, null, 2)}\n` },
+  ];
+  if (mirror.caFile !== undefined) {
+    for (const host of new Set(mirrorHosts)) files.push({ kind: 'copy', path: `certs.d/${host}/ca.crt`, from: mirror.caFile, needsReload: false });
+  }
+  const example = others[0];
+  return {
+    configDir,
+    files,
+    reload: ['systemctl reload docker'],
+    notes: [
+      'dockerd uses registry-mirrors for Docker Hub only: `docker pull ghcr.io/...` still goes to ghcr.io itself.',
+      ...(example
+        ? [
+            `Other registries through dockerd: pull by the mirror's name, \`docker pull ${mirror.host}/${example.name}/<repo>:<tag>\`, then \`docker tag\` it back.`,
+            ...pinned.map((l) => `${l.host} serves ${l.upstream} without a prefix: \`docker pull ${l.host}/<repo>:<tag>\`.`),
+            'Or build with buildkit (`regmirror config buildkit`), which mirrors every registry.',
+          ]
+        : []),
+      'registry-mirrors and insecure-registries are reloaded on SIGHUP (systemctl reload docker); no restart needed.',
+    ],
+  };
+}

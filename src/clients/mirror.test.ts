@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../config/load.js';
+import { ClientConfigError, describeMirror, registryServer, type MirrorLayout } from './mirror.js';
+
+const layout = (listeners: MirrorLayout['listeners'], defaultUpstream?: string): MirrorLayout => ({
+  listeners,
+  upstreams: { 'docker.io': { dockerHubNames: true }, 'ghcr.io': {}, 'registry.example.com:8443': { dockerHubNames: false } },
+  routing: { defaultUpstream },
+});
+
+
+describe('describeMirror', () => {
+  it('takes the validated configuration as it is', () => {
+    const config = parseConfig({ version: 1, listeners: [{ address: '127.0.0.1:5000' }], upstreams: { 'docker.io': { url: 'https://registry-1.docker.io' } } });
+    const mirror = describeMirror(config, { hostname: 'unused' });
+    expect(mirror).toEqual({
+      url: 'http://127.0.0.1:5000',
+      host: '127.0.0.1:5000',
+      scheme: 'http',
+      registries: [{ name: 'docker.io', dockerHub: true }],
+      listeners: [{ url: 'http://127.0.0.1:5000', host: '127.0.0.1:5000' }],
+    });
+  });
+
+  it('names listeners on every interface by the host name, and keeps pins and the default', () => {
+    const mirror = describeMirror(layout([{ address: '0.0.0.0:5001', upstream: 'ghcr.io' }, { address: ':5000' }, { address: '[::]:5002' }], 'docker.io'), { hostname: 'cache-1' });
+    expect(mirror.url).toBe('http://cache-1:5000'); // the first listener that is not pinned
+    expect(mirror.listeners.map((l) => [l.host, l.upstream])).toEqual([['cache-1:5001', 'ghcr.io'], ['cache-1:5000', undefined], ['cache-1:5002', undefined]]);
+    expect(mirror.defaultUpstream).toBe('docker.io');
+    expect(mirror.registries).toEqual([
+      { name: 'docker.io', dockerHub: true },
+      { name: 'ghcr.io', dockerHub: false },
+      { name: 'registry.example.com:8443', dockerHub: false },
+    ]);
+  });
+
+  it('keeps an IPv6 listener address in brackets', () => {
+    expect(describeMirror(layout([{ address: '[::1]:5000' }]), { hostname: 'h' }).url).toBe('http://[::1]:5000');
+  });
+
+  it('uses the first listener when every listener is pinned', () => {
+    expect(describeMirror(layout([{ address: '10.0.0.5:5001', upstream: 'ghcr.io' }]), { hostname: 'h' }).host).toBe('10.0.0.5:5001');
+  });
+
+  it('takes --url for scheme and host, and pinned listeners keep their ports on that host', () => {
+    const mirror = describeMirror(layout([{ address: '0.0.0.0:5000' }, { address: '0.0.0.0:5001', upstream: 'ghcr.io' }]), {
+      url: 'https://cache.example.com',
+      caFile: '/etc/regmirror/ca.pem',
+      hostname: 'ignored',
+    });
+    expect([mirror.url, mirror.host, mirror.scheme, mirror.caFile]).toEqual(['https://cache.example.com', 'cache.example.com', 'https', '/etc/regmirror/ca.pem']);
+    expect(mirror.listeners[1]).toEqual({ url: 'https://cache.example.com:5001', host: 'cache.example.com:5001', upstream: 'ghcr.io' });
+  });
+
+  it('refuses a --url clients cannot use, a CA without https, and a listener on port 0', () => {
+    const l = layout([{ address: '0.0.0.0:5000' }]);
+    expect(() => describeMirror(l, { url: 'mirror:5000', hostname: 'h' })).toThrow(ClientConfigError);
+    expect(() => describeMirror(l, { url: 'mirror:5000', hostname: 'h' })).toThrow(/must be http or https/);
+    expect(() => describeMirror(l, { url: 'http://mirror:5000/v2', hostname: 'h' })).toThrow(/only scheme, host and port/);
+    expect(() => describeMirror(l, { url: 'not a url', hostname: 'h' })).toThrow(/is not a URL/);
+    expect(() => describeMirror(l, { caFile: '/ca.pem', hostname: 'h' })).toThrow(/--ca needs an https/);
+    expect(() => describeMirror(layout([{ address: '127.0.0.1:0' }]), { hostname: 'h' })).toThrow(/no fixed port: pass --url/);
+  });
+
+  it('names the public server of each registry', () => {
+    expect(registryServer({ name: 'docker.io', dockerHub: true })).toBe('https://registry-1.docker.io');
+    expect(registryServer({ name: 'registry.example.com:8443', dockerHub: false })).toBe('https://registry.example.com:8443');
+  });
+});

@@ -1,0 +1,198 @@
+// Every client's generated files, for two mirrors (plain http with a pinned listener and the
+// wildcard form; https with a CA): compared with the golden files in golden/, parsed with real
+// parsers, checked against each tool's documented schema, and — by replaying how each client turns
+// its configuration into request URLs — routed by regmirror's real router to the right upstream.
+// UPDATE_GOLDEN=1 rewrites the golden files.
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseToml } from 'smol-toml';
+import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import {
+  CLIENT_NAMES, ClientConfigError, describeMirror, generateClientConfig, type ClientConfig, type ClientName, type GenerateOptions, type MirrorDescription, type MirrorLayout,
+} from '../../src/clients/index.js';
+import { Router } from '../../src/routing/router.js';
+import { buildkitdToml, containerdConfigToml, containerdHostsToml, dockerDaemonJson, k3sRegistriesYaml, registriesConf } from './schemas.js';
+
+const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');
+
+const layout: MirrorLayout = {
+  listeners: [{ address: '0.0.0.0:5000' }, { address: '0.0.0.0:5001', upstream: 'registry.example.com:8443' }],
+  upstreams: { 'docker.io': { dockerHubNames: true }, 'ghcr.io': {}, 'quay.io': {}, 'registry.example.com:8443': {} },
+  routing: { defaultUpstream: 'docker.io' },
+};
+
+const VARIANTS: Record<string, { mirror: MirrorDescription; options: GenerateOptions }> = {
+  http: { mirror: describeMirror(layout, { hostname: 'mirror.internal' }), options: { wildcard: true } },
+  'https-ca': { mirror: describeMirror(layout, { url: 'https://cache.example.com', caFile: '/etc/regmirror/ca.pem', hostname: 'unused' }), options: {} },
+};
+
+/** The generated files as golden files: each text file, plus guidance.txt for copies, reload and notes. */
+function render(generated: ClientConfig): Map<string, string> {
+  const files = new Map<string, string>();
+  const guidance = [`configDir: ${generated.configDir}`];
+  for (const file of generated.files) {
+    if (file.kind === 'text') files.set(file.path, file.content);
+    else guidance.push(`copy: ${file.path} <- ${file.from}`);
+  }
+  guidance.push(...generated.reload.map((r) => `reload: ${r}`), ...generated.notes.map((n) => `note: ${n}`));
+  files.set('guidance.txt', `${guidance.join('\n')}\n`);
+  return files;
+}
+
+function listFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? listFiles(path) : [path];
+  });
+}
+
+function parsed<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new Error(`schema: ${JSON.stringify(result.error.issues, null, 1)}`);
+  return result.data;
+}
+
+const text = (generated: ClientConfig, path: string): string => {
+  const file = generated.files.find((f) => f.path === path);
+  if (file?.kind !== 'text') throw new Error(`no text file ${path}`);
+  return file.content;
+};
+
+/** A request a client would send for a manifest, as regmirror's listener receives it. */
+interface ClientRequest {
+  /** host:port the client connects to. */
+  host: string;
+  path: string;
+  ns?: string;
+}
+
+/**
+ * How each client turns its configuration into the request for `<registry>/<repo>:<tag>`, as
+ * documented (and, for containerd and podman, observed in test/clients/*.test.ts).
+ */
+function requestFor(client: ClientName, generated: ClientConfig, registry: string, repo: string, tag: string): ClientRequest | undefined {
+  switch (client) {
+    case 'containerd': {
+      const hosts = parsed(containerdHostsToml, parseToml(text(generated, `certs.d/${registry}/hosts.toml`)));
+      const url = new URL(Object.keys(hosts.host ?? {})[0]!);
+      return { host: url.host, path: `${url.pathname.replace(/\/$/, '')}/v2/${repo}/manifests/${tag}`, ns: registry };
+    }
+    case 'k3s':
+    case 'rke2': {
+      const yaml = parsed(k3sRegistriesYaml, parseYaml(text(generated, 'registries.yaml')));
+      const url = new URL(yaml.mirrors[registry]!.endpoint[0]!);
+      // An endpoint path other than /v2 is used verbatim as the API root.
+      const root = url.pathname === '/' || url.pathname === '' ? '/v2' : url.pathname;
+      return { host: url.host, path: `${root}/${repo}/manifests/${tag}`, ns: registry };
+    }
+    case 'podman':
+    case 'cri-o': {
+      const conf = parsed(registriesConf, parseToml(text(generated, 'registries.conf.d/regmirror.conf')));
+      const entry = conf.registry?.find((r) => r.prefix === registry);
+      if (!entry) return undefined;
+      const [host, ...path] = entry.mirror![0]!.location.split('/');
+      return { host: host!, path: `/v2/${[...path, repo].join('/')}/manifests/${tag}` };
+    }
+    case 'buildkit': {
+      const conf = parsed(buildkitdToml, parseToml(text(generated, 'buildkitd.toml')));
+      const [host, ...path] = conf.registry[registry]!.mirrors![0]!.split('/');
+      return { host: host!, path: `/v2/${[...path, repo].join('/')}/manifests/${tag}`, ns: registry };
+    }
+    case 'docker': {
+      if (registry !== 'docker.io') return undefined;
+      const daemon = parsed(dockerDaemonJson, JSON.parse(text(generated, 'daemon.json')));
+      return { host: new URL(daemon['registry-mirrors'][0]!).host, path: `/v2/${repo}/manifests/${tag}` };
+    }
+  }
+}
+
+describe.each(Object.entries(VARIANTS))('generated client files (%s mirror)', (variant, { mirror, options }) => {
+  it.each(CLIENT_NAMES)('%s: matches the golden files', (client) => {
+    const dir = join(GOLDEN, variant, client);
+    const files = render(generateClientConfig(client, mirror, options));
+    if (process.env.UPDATE_GOLDEN) {
+      rmSync(dir, { recursive: true, force: true });
+      for (const [path, content] of files) {
+        mkdirSync(dirname(join(dir, path)), { recursive: true });
+        writeFileSync(join(dir, path), content);
+      }
+    }
+    expect(listFiles(dir).map((path) => relative(dir, path)).sort()).toEqual([...files.keys()].sort());
+    for (const [path, content] of files) expect(content, path).toBe(readFileSync(join(dir, path), 'utf8'));
+  });
+
+  it.each(CLIENT_NAMES)('%s: parses and fits the documented schema', (client) => {
+    const generated = generateClientConfig(client, mirror, options);
+    for (const file of generated.files) {
+      if (file.kind === 'copy') {
+        expect(file.path).toMatch(/^certs\.d\/[^/]+\/ca\.crt$/);
+        continue;
+      }
+      const content = file.content;
+      if (file.path.endsWith('hosts.toml')) parsed(containerdHostsToml, parseToml(content));
+      else if (file.path === 'config.toml') parsed(containerdConfigToml, parseToml(content));
+      else if (file.path.endsWith('regmirror.conf')) parsed(registriesConf, parseToml(content));
+      else if (file.path === 'buildkitd.toml') parsed(buildkitdToml, parseToml(content));
+      else if (file.path === 'daemon.json') parsed(dockerDaemonJson, JSON.parse(content));
+      else if (file.path === 'registries.yaml') parsed(k3sRegistriesYaml, parseYaml(content));
+      else throw new Error(`no schema for ${file.path}`);
+    }
+  });
+
+  it.each(CLIENT_NAMES)('%s: what the client would send reaches the right upstream', (client) => {
+    const router = new Router(mirror.registries.map((r) => ({ name: r.name, hosts: [], dockerHubNames: r.dockerHub })), mirror.defaultUpstream);
+    const ports = new Map(mirror.listeners.map((l) => [l.host, l.upstream]));
+    ports.set(mirror.host, mirror.listeners.find((l) => l.upstream === undefined)?.upstream);
+    const generated = generateClientConfig(client, mirror, options);
+    let served = 0;
+    for (const registry of mirror.registries) {
+      const repo = registry.dockerHub ? 'library/alpine' : 'team/tool';
+      const request = requestFor(client, generated, registry.name, registry.dockerHub ? 'library/alpine' : 'team/tool', '1.0');
+      if (!request) continue;
+      served++;
+      expect(ports.has(request.host), `${request.host} is a listener`).toBe(true);
+      const routed = router.route({ path: request.path, ns: request.ns, host: request.host, listenerUpstream: ports.get(request.host) });
+      expect(routed).toMatchObject({ kind: 'manifest', upstream: registry.name, repository: repo, reference: '1.0' });
+    }
+    // dockerd mirrors Docker Hub alone; containers/image cannot put a registry with a port in a path
+    // and takes it from the pinned listener.
+    expect(served).toBe(client === 'docker' ? 1 : mirror.registries.length);
+  });
+});
+
+describe('clients that cannot use a mirror', () => {
+  it('dockerd: refuses a mirror without docker.io or without a route for requests that name no registry', () => {
+    const noHub = describeMirror({ ...layout, upstreams: { 'ghcr.io': {} }, routing: {} }, { hostname: 'm' });
+    expect(() => generateClientConfig('docker', noHub)).toThrow(ClientConfigError);
+    const noRoute = describeMirror({ ...layout, routing: {} }, { hostname: 'm' });
+    expect(() => generateClientConfig('docker', noRoute)).toThrow(/routing.defaultUpstream: docker.io, or add a listener with upstream: docker.io/);
+    const pinned = describeMirror({ ...layout, listeners: [...layout.listeners, { address: '0.0.0.0:5002', upstream: 'docker.io' }], routing: {} }, { hostname: 'm' });
+    expect(JSON.parse(text(generateClientConfig('docker', pinned), 'daemon.json'))['registry-mirrors']).toEqual(['http://m:5002']);
+  });
+
+  it('podman: leaves out a registry with a port when no listener is pinned to it, and says so', () => {
+    const mirror = describeMirror({ ...layout, listeners: [{ address: '0.0.0.0:5000' }] }, { hostname: 'm' });
+    const generated = generateClientConfig('podman', mirror);
+    const conf = parsed(registriesConf, parseToml(text(generated, 'registries.conf.d/regmirror.conf')));
+    expect(conf.registry?.map((r) => r.prefix)).toEqual(['docker.io', 'ghcr.io', 'quay.io']);
+    expect(generated.notes.join('\n')).toMatch(/registry.example.com:8443 is left out/);
+  });
+});
+
+describe('the schemas reject what the clients reject', () => {
+  it.each([
+    ['hosts.toml with an unknown key', containerdHostsToml, { host: { 'http://m:5000': { capabilities: ['pull'], insecure: true } } }],
+    ['hosts.toml with a host that is not a URL', containerdHostsToml, { host: { 'm:5000': { capabilities: ['pull'] } } }],
+    ['registries.conf location with a scheme', registriesConf, { registry: [{ prefix: 'x.io', location: 'x.io', mirror: [{ location: 'http://m:5000/x.io' }] }] }],
+    ['registries.conf location with a port in its path', registriesConf, { registry: [{ location: 'm:5000/x.io:8443' }] }],
+    ['buildkitd mirror with a scheme', buildkitdToml, { registry: { 'x.io': { mirrors: ['http://m:5000'] } } }],
+    ['daemon.json mirror with a path', dockerDaemonJson, { 'registry-mirrors': ['http://m:5000/docker.io'] }],
+    ['daemon.json insecure registry with a scheme', dockerDaemonJson, { 'registry-mirrors': ['http://m:5000'], 'insecure-registries': ['http://m:5000'] }],
+    ['registries.yaml endpoint without a scheme', k3sRegistriesYaml, { mirrors: { 'x.io': { endpoint: ['m:5000'] } } }],
+  ] as const)('%s', (_what, schema, value) => {
+    expect((schema as z.ZodType).safeParse(value).success).toBe(false);
+  });
+});
