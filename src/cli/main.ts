@@ -2,6 +2,7 @@
 /** The `regmirror` command: one module per command, registered here. */
 import { Command } from 'commander';
 import { ConfigError } from '../config/load.js';
+import { registerClientConfig, registerSetup } from './client-config.js';
 import { registerServe, registerVerify } from './serve.js';
 
 const program = new Command('regmirror')
@@ -10,6 +11,8 @@ const program = new Command('regmirror')
 
 registerServe(program);
 registerVerify(program);
+registerClientConfig(program);
+registerSetup(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) {
