@@ -36,8 +36,8 @@ function addCommonOptions(command: Command): Command {
   return command
     .addArgument(new Argument('<client>', 'the client to configure').choices(CLIENT_NAMES))
     .option('-c, --config <file>', "regmirror's configuration file (YAML); default: the embedded one")
-    .option('--url <url>', 'the URL clients use for the mirror (default: the first unpinned listener; 0.0.0.0 and :: become this host\'s name)')
-    .option('--ca <file>', 'CA certificate clients should trust for an https mirror')
+    .option('--url <url>', 'the URL clients use for the mirror (default: the first unpinned listener, https when it has tls; 0.0.0.0 and :: become this host\'s name)')
+    .option('--ca <file>', 'CA certificate clients should trust for an https mirror (default: that listener\'s tls.ca)')
     .option('--wildcard', 'containerd, k3s, rke2: send every other registry to the mirror first too (_default, "*")');
 }
 
@@ -45,7 +45,9 @@ function addCommonOptions(command: Command): Command {
 function generate(client: ClientName, opts: CommonOptions, configDir?: string): ClientConfig {
   const config = loadConfig(opts.config);
   try {
-    const mirror = describeMirror(config, { url: opts.url, caFile: opts.ca === undefined ? undefined : resolve(opts.ca), hostname: hostname() });
+    const mirror = describeMirror(config, { url: opts.url, caFile: opts.ca, hostname: hostname() });
+    // Clients resolve a relative CA path against their own folders: give them an absolute one.
+    if (mirror.caFile !== undefined) mirror.caFile = resolve(mirror.caFile);
     return generateClientConfig(client, mirror, { configDir, wildcard: opts.wildcard });
   } catch (err) {
     throw err instanceof ClientConfigError ? new ConfigError(`regmirror: ${err.message}`) : err;

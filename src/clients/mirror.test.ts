@@ -52,6 +52,16 @@ describe('describeMirror', () => {
     expect(mirror.listeners[1]).toEqual({ url: 'https://cache.example.com:5001', host: 'cache.example.com:5001', upstream: 'ghcr.io' });
   });
 
+  it('tells clients https and the CA of a listener with tls, unless --url says otherwise', () => {
+    const tls = layout([{ address: '0.0.0.0:5000', tls: { ca: '/etc/regmirror/tls/ca.crt' } }]);
+    expect(describeMirror(tls, { hostname: 'm' })).toMatchObject({ url: 'https://m:5000', scheme: 'https', caFile: '/etc/regmirror/tls/ca.crt' });
+    expect(describeMirror(tls, { hostname: 'm', caFile: '/other.pem' }).caFile).toBe('/other.pem');
+    expect(describeMirror(tls, { hostname: 'm', url: 'http://m:5000' })).not.toHaveProperty('caFile');
+    const acme = layout([{ address: '0.0.0.0:443', tls: {} }]);
+    expect(describeMirror(acme, { hostname: 'mirror.example.com' })).toEqual(expect.not.objectContaining({ caFile: expect.anything() }));
+    expect(describeMirror(acme, { hostname: 'mirror.example.com' }).url).toBe('https://mirror.example.com:443');
+  });
+
   it('refuses a --url clients cannot use, a CA without https, and a listener on port 0', () => {
     const l = layout([{ address: '0.0.0.0:5000' }]);
     expect(() => describeMirror(l, { url: 'mirror:5000', hostname: 'h' })).toThrow(ClientConfigError);

@@ -6,7 +6,8 @@
 
 /** The parts of the configuration that decide what clients are told (the validated config fits). */
 export interface MirrorLayout {
-  listeners: readonly { address: string; upstream?: string | undefined }[];
+  /** `tls` present: the listener serves https; `tls.ca` is the CA clients should trust. */
+  listeners: readonly { address: string; upstream?: string | undefined; tls?: { ca?: string | undefined } | undefined }[];
   upstreams: Readonly<Record<string, { dockerHubNames?: boolean | undefined }>>;
   routing: { defaultUpstream?: string | undefined };
 }
@@ -47,10 +48,10 @@ export interface MirrorDescription extends MirrorEndpoint {
 
 /** How the description is adjusted for this host. */
 export interface DescribeOptions {
-  /** The URL clients should use (`--url`); default: the first unpinned listener. */
-  url?: string;
-  /** The CA file for an https mirror (`--ca`). */
-  caFile?: string;
+  /** The URL clients should use (`--url`); default: the first unpinned listener, https if it has tls. */
+  url?: string | undefined;
+  /** The CA file for an https mirror (`--ca`); default: that listener's `tls.ca`. */
+  caFile?: string | undefined;
   /** Used for listeners bound to every interface (0.0.0.0, ::, or no host). */
   hostname: string;
 }
@@ -92,10 +93,13 @@ function parseClientUrl(raw: string): { scheme: 'http' | 'https'; hostname: stri
 /** Builds the description of a validated configuration; throws ClientConfigError when it cannot. */
 export function describeMirror(layout: MirrorLayout, options: DescribeOptions): MirrorDescription {
   const override = options.url !== undefined ? parseClientUrl(options.url) : undefined;
-  const scheme = override?.scheme ?? 'http';
+  const first = layout.listeners.find((l) => l.upstream === undefined) ?? layout.listeners[0];
+  if (!first) throw new ClientConfigError('the configuration has no listener');
+  const scheme = override?.scheme ?? (first.tls ? 'https' : 'http');
   if (options.caFile !== undefined && scheme !== 'https') {
     throw new ClientConfigError('--ca needs an https mirror URL (--url https://...)');
   }
+  const caFile = options.caFile ?? (scheme === 'https' ? first.tls?.ca : undefined);
   const listeners = layout.listeners.map((listener): MirrorListener => {
     const { host, port } = splitAddress(listener.address);
     if (!override && port === '0') throw new ClientConfigError(`listener ${listener.address} has no fixed port: pass --url`);
@@ -103,9 +107,7 @@ export function describeMirror(layout: MirrorLayout, options: DescribeOptions): 
     const authority = `${urlHost(hostname)}:${port}`;
     return { url: `${scheme}://${authority}`, host: authority, ...(listener.upstream !== undefined ? { upstream: listener.upstream } : {}) };
   });
-  const main = listeners.find((l) => l.upstream === undefined) ?? listeners[0];
-  if (!main) throw new ClientConfigError('the configuration has no listener');
-  let endpoint: MirrorEndpoint = main;
+  let endpoint: MirrorEndpoint = listeners[layout.listeners.indexOf(first)]!;
   if (override) {
     const authority = override.port ? `${urlHost(override.hostname)}:${override.port}` : urlHost(override.hostname);
     endpoint = { url: `${scheme}://${authority}`, host: authority };
@@ -114,7 +116,7 @@ export function describeMirror(layout: MirrorLayout, options: DescribeOptions): 
     url: endpoint.url,
     host: endpoint.host,
     scheme,
-    ...(options.caFile !== undefined ? { caFile: options.caFile } : {}),
+    ...(caFile !== undefined ? { caFile } : {}),
     registries: Object.entries(layout.upstreams).map(([name, u]) => ({ name, dockerHub: u.dockerHubNames ?? name === 'docker.io' })),
     ...(layout.routing.defaultUpstream !== undefined ? { defaultUpstream: layout.routing.defaultUpstream } : {}),
     listeners,
