@@ -1,0 +1,96 @@
+// containerd 1.6 (Debian's), started with its own root, state and socket, pulls docker.io and ghcr.io
+// images with `ctr images pull --hosts-dir` over the certs.d tree `regmirror config containerd`
+// writes, and unpacks them with the native snapshotter.
+import { closeSync, openSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exited, isBlobGet, run, spawnTracked, tempDir } from '../support/index.js';
+import { expectServedFromCache, pathsSeen, resetRelays, runClientCommand, startRealClientFixture, type RealClientFixture } from './real-client-fixture.js';
+
+let fx: RealClientFixture;
+let hostsDir: string;
+let ctr: (...args: string[]) => Promise<string>;
+let stopContainerd: () => Promise<void>;
+
+/** Starts containerd without CRI in a temp folder; resolves once ctr can talk to it. */
+async function startContainerd(): Promise<{ sock: string; stop(): Promise<void> }> {
+  const dir = tempDir('containerd');
+  const sock = join(dir, 'containerd.sock');
+  const configPath = join(dir, 'config.toml');
+  const logPath = join(dir, 'containerd.log');
+  await writeFile(
+    configPath,
+    [
+      'version = 2',
+      `root = ${JSON.stringify(join(dir, 'root'))}`,
+      `state = ${JSON.stringify(join(dir, 'state'))}`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]',
+      `[grpc]\n  address = ${JSON.stringify(sock)}`,
+      `[plugins."io.containerd.internal.v1.opt"]\n  path = ${JSON.stringify(join(dir, 'opt'))}`,
+    ].join('\n'),
+  );
+  const logFd = openSync(logPath, 'a');
+  const daemon = spawnTracked('containerd', ['--config', configPath, '--address', sock, '--root', join(dir, 'root'), '--state', join(dir, 'state')], {
+    stdio: ['ignore', logFd, logFd],
+  });
+  closeSync(logFd);
+  const exit = exited(daemon);
+  for (let i = 0; ; i++) {
+    if (await run('ctr', ['--address', sock, 'version']).then(() => true, () => false)) break;
+    if (i === 200 || (await Promise.race([exit.then(() => true), sleep(50, false)]))) {
+      throw new Error(`containerd did not start:\n${(await readFile(logPath, 'utf8')).slice(-3000)}`);
+    }
+  }
+  return {
+    sock,
+    async stop() {
+      daemon.kill('SIGTERM');
+      await exited(daemon);
+    },
+  };
+}
+
+beforeAll(async () => {
+  const [fixture, containerd] = await Promise.all([startRealClientFixture(), startContainerd()]);
+  fx = fixture;
+  stopContainerd = containerd.stop;
+  ctr = (...args) => run('ctr', ['--address', containerd.sock, '--namespace', 'regmirror-test', ...args]);
+  const written = tempDir('containerd-config');
+  await runClientCommand(['config', 'containerd', '--config', fx.configFile, '--url', fx.front.url, '--write', written]);
+  hostsDir = join(written, 'certs.d');
+});
+
+afterAll(async () => {
+  await stopContainerd?.();
+  await fx?.stop();
+});
+
+const pull = (ref: string): Promise<string> => ctr('images', 'pull', '--hosts-dir', hostsDir, '--snapshotter', 'native', ref);
+
+describe('containerd through regmirror', () => {
+  it('pulls and unpacks docker.io and ghcr.io images; every request to the mirror carries ns=', async () => {
+    await pull('docker.io/library/alpine:3.17');
+    await pull('ghcr.io/team/tool:1.0');
+    expect(await ctr('images', 'ls', '--quiet')).toEqual(expect.stringContaining('docker.io/library/alpine:3.17'));
+    const snapshots = await ctr('snapshots', '--snapshotter', 'native', 'ls');
+    expect(snapshots.trim().split('\n').length).toBeGreaterThan(2); // header + one per unpacked layer
+    const seen = pathsSeen(fx.front);
+    expect(seen).toContain('/v2/library/alpine/manifests/3.17?ns=docker.io');
+    expect(seen).toContain('/v2/team/tool/manifests/1.0?ns=ghcr.io');
+    expect(seen.every((path) => /[?&]ns=(docker\.io|ghcr\.io)$/.test(path))).toBe(true);
+    expect(fx.front.requests.every((r) => r.status === 200)).toBe(true);
+    expect(fx.front.count(isBlobGet)).toBe(fx.upstream['docker.io'].count(isBlobGet) + fx.upstream['ghcr.io'].count(isBlobGet));
+    expect(fx.upstream['docker.io'].count(isBlobGet)).toBe(fx.alpine.blobs.length);
+    expect(fx.upstream['ghcr.io'].count(isBlobGet)).toBe(3); // the amd64 config and two layers
+  });
+
+  it('pulls again from the cache: content removed from containerd, nothing asked upstream', async () => {
+    await ctr('images', 'rm', '--sync', 'docker.io/library/alpine:3.17', 'ghcr.io/team/tool:1.0');
+    resetRelays(fx);
+    await pull('docker.io/library/alpine:3.17');
+    await pull('ghcr.io/team/tool:1.0');
+    expectServedFromCache(fx, fx.alpine.blobs.length + 3);
+  });
+});
