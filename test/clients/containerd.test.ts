@@ -2,7 +2,7 @@
 // images with `ctr images pull --hosts-dir` over the certs.d tree `regmirror config containerd`
 // writes, and unpacks them with the native snapshotter.
 import { closeSync, openSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,7 +67,7 @@ afterAll(async () => {
   await fx?.stop();
 });
 
-const pull = (ref: string): Promise<string> => ctr('images', 'pull', '--hosts-dir', hostsDir, '--snapshotter', 'native', ref);
+const pull = (ref: string, dir = hostsDir): Promise<string> => ctr('images', 'pull', '--hosts-dir', dir, '--snapshotter', 'native', ref);
 
 describe('containerd through regmirror', () => {
   it('pulls and unpacks docker.io and ghcr.io images; every request to the mirror carries ns=', async () => {
@@ -92,5 +92,16 @@ describe('containerd through regmirror', () => {
     await pull('docker.io/library/alpine:3.17');
     await pull('ghcr.io/team/tool:1.0');
     expectServedFromCache(fx, fx.alpine.blobs.length + 3);
+  });
+
+  it('the _default form (--wildcard) sends a registry without its own folder to the mirror too', async () => {
+    const written = tempDir('containerd-wildcard');
+    await runClientCommand(['config', 'containerd', '--config', fx.configFile, '--url', fx.front.url, '--wildcard', '--write', written]);
+    await rm(join(written, 'certs.d', 'ghcr.io'), { recursive: true });
+    await ctr('images', 'rm', '--sync', 'ghcr.io/team/tool:1.0');
+    resetRelays(fx);
+    await pull('ghcr.io/team/tool:1.0', join(written, 'certs.d'));
+    expect(pathsSeen(fx.front)).toContain('/v2/team/tool/manifests/1.0?ns=ghcr.io');
+    expectServedFromCache(fx, 3);
   });
 });
