@@ -10,7 +10,7 @@ import { ListCache } from './cache/lists.js';
 import { ManifestCache } from './cache/manifests.js';
 import { resolveCredentials } from './config/credentials.js';
 import type { Config } from './config/schema.js';
-import { createRequestObserver } from './http/access.js';
+import { createRequestObserver, type RequestRecord } from './http/access.js';
 import { cidrList } from './http/client-access.js';
 import { HtpasswdAuth } from './http/client-auth.js';
 import { RegistryApi } from './http/registry-api.js';
@@ -22,6 +22,9 @@ import { FilesystemDriver } from './storage/filesystem.js';
 import { HEALTH_PROBE_KEY } from './storage/keys.js';
 import { measureUsage } from './storage/usage.js';
 import { UpstreamClient } from './upstream/client.js';
+import { StatusPage } from './web/page.js';
+import { takeSnapshot } from './web/snapshot.js';
+import { StatusTracker } from './web/tracker.js';
 
 /** A running mirror. */
 export interface Mirror {
@@ -37,6 +40,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   const metadata = new MetadataStore(storage);
 
   const metrics = new Metrics();
+  const status = new StatusTracker({ upstreams: Object.keys(config.upstreams) });
   const clients = new Map<string, UpstreamClient>();
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     clients.set(name, new UpstreamClient({
@@ -45,7 +49,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
       credentials: resolveCredentials(name, upstream.credentials),
       timeouts: upstream.timeouts,
       retries: upstream.retries,
-      ...metrics.upstreamObserver(name),
+      ...status.upstreamObserver(name, metrics.upstreamObserver(name)),
     }));
   }
   const upstream = (name: string): UpstreamClient => {
@@ -76,6 +80,9 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     config.routing.defaultUpstream,
   );
   const api = new RegistryApi({ blobs, manifests, lists });
+  const account = createRequestObserver(metrics, logger, config.log.accessLog);
+  // The status page names repositories, which /metrics never does: only on a listener of its own.
+  const statusPage = config.admin.address === undefined ? undefined : new StatusPage({ snapshot: () => takeSnapshot({ tracker: status, metrics }) });
   const deps = {
     router,
     api,
@@ -83,8 +90,11 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     limits: config.http,
     trustedProxies: config.access.trustedProxies.length > 0 ? cidrList(config.access.trustedProxies) : undefined,
     auth: config.access.htpasswd !== undefined ? new HtpasswdAuth(config.access.htpasswd, config.access.realm, logger) : undefined,
-    observe: createRequestObserver(metrics, logger, config.log.accessLog),
-    admin: { registry: metrics.registry, ready: () => storage.put(HEALTH_PROBE_KEY, Buffer.from(String(Date.now()))) },
+    observe: (record: RequestRecord) => {
+      account(record);
+      status.record(record);
+    },
+    admin: { registry: metrics.registry, ready: () => storage.put(HEALTH_PROBE_KEY, Buffer.from(String(Date.now()))), status: statusPage },
   };
   // Operator endpoints ride on the registry listeners unless they have a listener of their own.
   const allowList = (cidrs: readonly string[] | undefined): BlockList | undefined => (cidrs ? cidrList(cidrs) : undefined);
@@ -104,6 +114,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
 
   let closing: Promise<void> | undefined;
   const close = async (graceMs: number): Promise<void> => {
+    statusPage?.close();
     await Promise.all(listeners.map((l) => new Promise<void>((resolve) => {
       l.server.close(() => resolve());
       l.server.closeIdleConnections();

@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { registerClientConfig, registerSetup } from './client-config.js';
 import { registerServe, registerVerify } from './serve.js';
+import { registerStats } from './stats.js';
 
 const program = new Command('regmirror')
   .description('A pull-through cache for many container registries in one process')
@@ -11,6 +12,7 @@ const program = new Command('regmirror')
 
 registerServe(program);
 registerVerify(program);
+registerStats(program);
 registerClientConfig(program);
 registerSetup(program);
 

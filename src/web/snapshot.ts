@@ -1,0 +1,149 @@
+/**
+ * The status API's document (`GET /api/status`, and each `/api/events` message): totals read from
+ * the metrics registry — the same numbers /metrics shows — joined with the tracker's history.
+ */
+import type { Metrics } from '../metrics/metrics.js';
+import type { SeriesWindow } from './series.js';
+import type { ImageCount } from './top-images.js';
+import type { StatusTracker, UpstreamEvents } from './tracker.js';
+
+/** Request and byte totals since the process started. */
+export interface Counts {
+  /** `regmirror_requests_total`, all outcomes. */
+  requests: number;
+  /** Requests with `outcome="hit"`. */
+  hits: number;
+  /** Requests with a cache outcome: hit, miss, coalesced, revalidated or stale. */
+  cacheRequests: number;
+  /** hits / cacheRequests, or null before the first such request. */
+  hitRatio: number | null;
+  /** Requests served stale because upstream failed (`outcome="stale"`). */
+  stale: number;
+  /** Requests answered with an error (`outcome="error"`). */
+  failedRequests: number;
+  /** `regmirror_response_bytes_total{outcome="hit"}`: bandwidth the cache saved. */
+  bytesFromCache: number;
+  /** `regmirror_response_bytes_total`, all outcomes. */
+  bytesServed: number;
+  /** `regmirror_upstream_blob_bytes_total`: blob bytes downloaded from upstream. */
+  bytesFromUpstream: number;
+  /** `regmirror_upstream_errors_total`: upstream requests without a usable answer. */
+  upstreamErrors: number;
+}
+
+/** One upstream's line on the page. */
+export interface UpstreamStatus extends Counts, UpstreamEvents {
+  name: string;
+  /** From Docker Hub's `ratelimit-*` headers (`regmirror_upstream_ratelimit_*`), once seen. */
+  rateLimit: { limit: number | null; remaining: number | null } | null;
+}
+
+/** The status API's document. */
+export interface StatusSnapshot {
+  version: 1;
+  /** Epoch ms when this was made. */
+  time: number;
+  startedAt: number;
+  /** All upstreams, and requests that named none. */
+  totals: Counts;
+  upstreams: UpstreamStatus[];
+  cache: {
+    /** `regmirror_cache_size_bytes`. */
+    bytes: number;
+    /** `regmirror_cache_objects`. */
+    objects: number;
+    /** The configured size limit, or null for none. */
+    limitBytes: number | null;
+    /** `regmirror_downloads_in_flight`. */
+    downloadsInFlight: number;
+  };
+  /** The most-pulled images (manifest GETs), most first. */
+  topImages: ImageCount[];
+  series: SeriesWindow;
+}
+
+/** Where a snapshot's parts come from. */
+export interface SnapshotSources {
+  tracker: StatusTracker;
+  metrics: Metrics;
+  /** The cache's size limit in bytes, when one is configured. */
+  cacheLimitBytes?: number | undefined;
+  /** Images in the top list. Default 10. */
+  topImages?: number;
+}
+
+const CACHE_OUTCOMES = new Set(['hit', 'miss', 'coalesced', 'revalidated', 'stale']);
+
+const emptyCounts = (): Counts => ({
+  requests: 0, hits: 0, cacheRequests: 0, hitRatio: null, stale: 0, failedRequests: 0,
+  bytesFromCache: 0, bytesServed: 0, bytesFromUpstream: 0, upstreamErrors: 0,
+});
+
+type Labels = Partial<Record<string, string | number>>;
+/** A prom-client metric, as far as reading its samples goes. */
+type Sampled = { get(): Promise<{ values: { labels: Labels; value: number }[] }> };
+
+/** Reads the registry and the tracker into one document. */
+export async function takeSnapshot(sources: SnapshotSources): Promise<StatusSnapshot> {
+  const { tracker, metrics } = sources;
+  const now = tracker.now();
+  const byUpstream = new Map<string, Counts>(tracker.upstreamNames.map((name) => [name, emptyCounts()]));
+  const totals = emptyCounts();
+  /** Adds every sample of a metric to its upstream's counts and the totals. */
+  const add = async (metric: Sampled, apply: (c: Counts, labels: Labels, value: number) => void): Promise<void> => {
+    for (const { labels, value } of (await metric.get()).values) {
+      const counts = byUpstream.get(String(labels.upstream ?? ''));
+      if (counts) apply(counts, labels, value);
+      apply(totals, labels, value);
+    }
+  };
+  await add(metrics.requests, (c, { outcome }, v) => {
+    c.requests += v;
+    if (outcome === 'hit') c.hits += v;
+    if (outcome === 'stale') c.stale += v;
+    if (outcome === 'error') c.failedRequests += v;
+    if (CACHE_OUTCOMES.has(String(outcome))) c.cacheRequests += v;
+  });
+  await add(metrics.responseBytes, (c, { outcome }, v) => {
+    c.bytesServed += v;
+    if (outcome === 'hit') c.bytesFromCache += v;
+  });
+  await add(metrics.upstreamBlobBytes, (c, _, v) => (c.bytesFromUpstream += v));
+  await add(metrics.upstreamErrors, (c, _, v) => (c.upstreamErrors += v));
+  for (const c of [totals, ...byUpstream.values()]) c.hitRatio = c.cacheRequests > 0 ? c.hits / c.cacheRequests : null;
+
+  const limits = await gaugeByUpstream(metrics.rateLimitLimit);
+  const remaining = await gaugeByUpstream(metrics.rateLimitRemaining);
+  const upstreams = tracker.upstreamNames.map((name): UpstreamStatus => {
+    const seen = limits.has(name) || remaining.has(name);
+    return {
+      name,
+      ...byUpstream.get(name)!,
+      ...tracker.upstream(name, now),
+      rateLimit: seen ? { limit: limits.get(name) ?? null, remaining: remaining.get(name) ?? null } : null,
+    };
+  });
+  return {
+    version: 1,
+    time: Math.round(now),
+    startedAt: Math.round(tracker.startedAt),
+    totals,
+    upstreams,
+    cache: {
+      bytes: await gaugeValue(metrics.cacheBytes),
+      objects: await gaugeValue(metrics.cacheObjects),
+      limitBytes: sources.cacheLimitBytes ?? null,
+      downloadsInFlight: await gaugeValue(metrics.downloadsInFlight),
+    },
+    topImages: tracker.topImages(sources.topImages ?? 10),
+    series: tracker.window(now),
+  };
+}
+
+async function gaugeByUpstream(gauge: Sampled): Promise<Map<string, number>> {
+  return new Map((await gauge.get()).values.map(({ labels, value }) => [String(labels.upstream), value]));
+}
+
+async function gaugeValue(gauge: Sampled): Promise<number> {
+  return (await gauge.get()).values[0]?.value ?? 0;
+}
