@@ -70,15 +70,21 @@ export class TopImages {
   /** Moves an entry from its count's set to `to`'s, keeping `min` the smallest count held. */
   private move(entry: Entry, to: number): void {
     const from = entry.pulls;
-    const set = this.byCount.get(from);
-    if (set) {
-      set.delete(entry);
-      if (set.size === 0) this.byCount.delete(from);
-    }
     entry.pulls = to;
+    const source = this.byCount.get(from);
     const target = this.byCount.get(to);
-    if (target) target.add(entry);
-    else this.byCount.set(to, new Set([entry]));
+    if (source?.size === 1 && !target) {
+      // Alone at its count (the usual case for the most-pulled image): its set moves with it.
+      this.byCount.delete(from);
+      this.byCount.set(to, source);
+    } else {
+      if (source) {
+        source.delete(entry);
+        if (source.size === 0) this.byCount.delete(from);
+      }
+      if (target) target.add(entry);
+      else this.byCount.set(to, new Set([entry]));
+    }
     if (to === 1) this.min = 1;
     else if (from === this.min && !this.byCount.has(from)) this.min = to;
   }
