@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   docker-registry skopeo umoci apache2-utils openssl nginx-light wrk containerd podman
   ca-certificates git
+  chromium # the status page's browser test (playwright-core drives Debian's chromium)
   util-linux # setpriv: fixture processes die with the test process
 )
 
