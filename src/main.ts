@@ -9,6 +9,7 @@ import { BlobCache } from './cache/blobs.js';
 import { ListCache } from './cache/lists.js';
 import { ManifestCache } from './cache/manifests.js';
 import { resolveCredentials } from './config/credentials.js';
+import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createRequestObserver, type RequestRecord } from './http/access.js';
 import { cidrList } from './http/client-access.js';
@@ -21,6 +22,8 @@ import { Router } from './routing/router.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import { HEALTH_PROBE_KEY } from './storage/keys.js';
 import { measureUsage } from './storage/usage.js';
+import { TlsError } from './tls/keypair.js';
+import { openListenerTls } from './tls/open.js';
 import { UpstreamClient } from './upstream/client.js';
 import { StatusPage } from './web/page.js';
 import { takeSnapshot } from './web/snapshot.js';
@@ -98,17 +101,21 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   };
   // Operator endpoints ride on the registry listeners unless they have a listener of their own.
   const allowList = (cidrs: readonly string[] | undefined): BlockList | undefined => (cidrs ? cidrList(cidrs) : undefined);
-  const specs = config.listeners.map((l) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow) }));
-  if (config.admin.address !== undefined) specs.push({ ...parseAddress(config.admin.address), upstream: undefined, registry: false, admin: true, allow: allowList(config.admin.allow) });
+  const tls = await openListenerTls(config.listeners, logger).catch((err: unknown) => {
+    throw err instanceof TlsError ? new ConfigError(`config error at ${err.message}`) : err;
+  });
+  const specs = config.listeners.map((l, i) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow), tls: tls[i] }));
+  if (config.admin.address !== undefined) specs.push({ ...parseAddress(config.admin.address), upstream: undefined, registry: false, admin: true, allow: allowList(config.admin.allow), tls: undefined });
   const listeners: OpenListener[] = [];
   try {
     for (const spec of specs) {
       const open = await listen(spec, deps);
       listeners.push(open);
-      logger.info({ address: `${open.address.address}:${open.address.port}`, upstream: spec.upstream, registry: spec.registry, admin: spec.admin }, 'listening');
+      logger.info({ address: `${open.address.address}:${open.address.port}`, upstream: spec.upstream, registry: spec.registry, admin: spec.admin, tls: open.tls }, 'listening');
     }
   } catch (err) {
     await Promise.all(listeners.map((l) => new Promise((resolve) => l.server.close(resolve))));
+    await Promise.all(tls.map((source) => source?.close()));
     throw err;
   }
 
@@ -121,6 +128,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
       setTimeout(() => l.server.closeAllConnections(), graceMs).unref();
     })));
     await Promise.all([...clients.values()].map((c) => c.close()));
+    await Promise.all(tls.map((source) => source?.close()));
     deps.auth?.close();
   };
   return { listeners, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };

@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { registerClientConfig, registerSetup } from './client-config.js';
 import { registerServe, registerVerify } from './serve.js';
+import { registerTls } from './tls.js';
 import { registerStats } from './stats.js';
 
 const program = new Command('regmirror')
@@ -12,6 +13,7 @@ const program = new Command('regmirror')
 
 registerServe(program);
 registerVerify(program);
+registerTls(program);
 registerStats(program);
 registerClientConfig(program);
 registerSetup(program);

@@ -48,11 +48,42 @@ const upstream = z
 
 const cidr = z.string().refine(isCidr, 'must be an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8');
 
+const dnsName = z.string().regex(/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'must be a DNS name, e.g. mirror.example.com');
+
+/** ACME (Let's Encrypt) certificates for a listener; see docs/tls.md. */
+const acme = z
+  .object({
+    domains: z.array(dnsName).min(1, 'at least one domain is needed'),
+    email: z.email().optional(),
+    directory: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).default('https://acme-v02.api.letsencrypt.org/directory'),
+    directoryCA: z.string().min(1).optional(),
+    path: z.string().min(1).default('./acme'),
+    challengeAddress: hostPort.default(':80'),
+    renewBefore: duration.default(30 * 86_400_000),
+    checkInterval: duration.default(12 * 3_600_000),
+    pollInterval: duration.default(5_000),
+    selfCheck: z.boolean().default(true),
+  })
+  .strict();
+
+/** HTTPS for a listener: certificate files (reloaded when they change), or ACME. */
+const listenerTls = z
+  .object({ cert: z.string().min(1).optional(), key: z.string().min(1).optional(), ca: z.string().min(1).optional(), acme: acme.optional() })
+  .strict()
+  .superRefine((tls, ctx) => {
+    if (tls.acme !== undefined && (tls.cert !== undefined || tls.key !== undefined || tls.ca !== undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'either cert and key (and ca) or acme, not both' });
+    } else if (tls.acme === undefined && (tls.cert === undefined || tls.key === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'needs both cert and key (or acme)' });
+    }
+  });
+
 const listener = z
   .object({
     address: hostPort,
     upstream: z.string().optional(),
     allow: z.array(cidr).optional(),
+    tls: listenerTls.optional(),
   })
   .strict();
 
@@ -113,11 +144,22 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['listeners', i, 'upstream'], message: `no upstream named "${l.upstream}"` });
       }
     });
+    config.listeners.forEach((l, i) => {
+      const challenge = l.tls?.acme?.challengeAddress;
+      const clash = challenge === undefined ? -1 : config.listeners.findIndex((other) => portOf(other.address) === portOf(challenge));
+      if (clash !== -1) {
+        ctx.addIssue({ code: 'custom', path: ['listeners', i, 'tls', 'acme', 'challengeAddress'], message: `port ${portOf(challenge!)} is also listener ${clash}'s: the challenge responder needs a port of its own` });
+      }
+    });
     const fallback = config.routing.defaultUpstream;
     if (fallback !== undefined && !names.has(fallback)) {
       ctx.addIssue({ code: 'custom', path: ['routing', 'defaultUpstream'], message: `no upstream named "${fallback}"` });
     }
   });
+
+function portOf(address: string): string {
+  return address.slice(address.lastIndexOf(':') + 1);
+}
 
 /** The configuration file as written (before defaults). */
 export type ConfigInput = z.input<typeof configSchema>;
@@ -125,3 +167,5 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
 /** One upstream's validated settings. */
 export type UpstreamConfig = Config['upstreams'][string];
+/** A listener's validated TLS settings. */
+export type ListenerTlsConfig = NonNullable<Config['listeners'][number]['tls']>;

@@ -2,7 +2,8 @@
  * Listeners: plain node:http servers (no framework on the blob path), each optionally pinned to an
  * upstream. Every request is parsed and routed once, handled, timed and logged in one place.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { RegistryError, toRegistryError } from '../oci/errors.js';
@@ -14,6 +15,7 @@ import type { HtpasswdAuth } from './client-auth.js';
 import { ADMIN_PATHS, handleAdmin, type AdminDeps } from './admin.js';
 import type { RegistryApi, Served } from './registry-api.js';
 import { sendError } from './respond.js';
+import type { TlsSource } from '../tls/keypair.js';
 
 /** Status lines for protocol errors that have a more precise answer than 400. */
 const CLIENT_ERROR_STATUS: Record<string, string> = {
@@ -33,6 +35,8 @@ export interface ListenerSpec {
   admin: boolean;
   /** Only clients in this list are served (all when absent). */
   allow?: BlockList | undefined;
+  /** Serve HTTPS with this source's certificate, following its changes (plain HTTP when absent). */
+  tls?: TlsSource | undefined;
 }
 
 /** Connection limits shared by every listener. */
@@ -63,20 +67,35 @@ export interface OpenListener {
   server: Server;
   address: AddressInfo;
   upstream?: string | undefined;
+  /** Serves HTTPS. */
+  tls: boolean;
 }
 
 /** Opens a listener and resolves once it accepts connections. */
 export async function listen(spec: ListenerSpec, deps: ServerDeps): Promise<OpenListener> {
   const { limits } = deps;
-  const server = createServer({
+  const options: ServerOptions = {
     keepAliveTimeout: limits.keepAliveTimeout,
     headersTimeout: limits.headersTimeout,
     requestTimeout: limits.headersTimeout * 2, // requests have no body: the headers are the request
     maxHeaderSize: limits.maxHeaderBytes,
     connectionsCheckingInterval: Math.min(30_000, Math.max(250, limits.headersTimeout / 4)),
-  }, (req, res) => {
+  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     void handle(req, res, spec, deps);
-  });
+  };
+  const { tls } = spec;
+  let server: Server;
+  if (tls) {
+    const https = createHttpsServer({ ...options, ...tls.current() }, onRequest);
+    // New connections get a replaced certificate; open ones keep the one they shook hands with.
+    const unsubscribe = tls.onChange((pair) => https.setSecureContext(pair));
+    https.once('close', unsubscribe);
+    https.on('tlsClientError', (err: NodeJS.ErrnoException) => deps.logger.debug({ err: err.message, code: err.code }, 'tls handshake failed'));
+    server = https;
+  } else {
+    server = createServer(options, onRequest);
+  }
   // Garbage on the wire (a TLS ClientHello on a plain port, a half-open scan) just closes the connection.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     deps.logger.debug({ err: err.message, code: err.code }, 'client protocol error');
@@ -92,7 +111,7 @@ export async function listen(spec: ListenerSpec, deps: ServerDeps): Promise<Open
       resolve();
     });
   });
-  return { server, address: server.address() as AddressInfo, upstream: spec.upstream };
+  return { server, address: server.address() as AddressInfo, upstream: spec.upstream, tls: tls !== undefined };
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, spec: ListenerSpec, deps: ServerDeps): Promise<void> {

@@ -9,7 +9,7 @@ import { startMirror, type Mirror } from '../../src/main.js';
 
 /** A running test mirror. */
 export interface TestMirror {
-  /** http://127.0.0.1:PORT of the first listener. */
+  /** http(s)://127.0.0.1:PORT of the first listener. */
   url: string;
   /** 127.0.0.1:PORT of the first listener. */
   host: string;
@@ -33,6 +33,8 @@ export interface TestMirrorOptions {
   access?: ConfigInput['access'];
   /** Allow-list of the (first) listener. */
   allow?: string[];
+  /** TLS settings of the (first) listener; its url is then https://. */
+  tls?: NonNullable<ConfigInput['listeners']>[number]['tls'];
   /** Receives the log as JSON lines (at debug level) instead of discarding it. */
   logStream?: NodeJS.WritableStream;
 }
@@ -46,6 +48,7 @@ export async function startTestMirror(options: TestMirrorOptions): Promise<TestM
       address: '127.0.0.1:0',
       ...(upstream ? { upstream } : {}),
       ...(i === 0 && options.allow ? { allow: options.allow } : {}),
+      ...(i === 0 && options.tls ? { tls: options.tls } : {}),
     })),
     routing: options.defaultUpstream ? { defaultUpstream: options.defaultUpstream } : {},
     storage: { path: dataDir },
@@ -59,5 +62,5 @@ export async function startTestMirror(options: TestMirrorOptions): Promise<TestM
   const logger = options.logStream ? pino({ level: config.log.level }, options.logStream) : pino({ level: config.log.level });
   const mirror = await startMirror(config, logger);
   const hosts = mirror.listeners.map((l) => `127.0.0.1:${l.address.port}`);
-  return { url: `http://${hosts[0]}`, host: hosts[0]!, hosts, dataDir, mirror, close: () => mirror.close(100) };
+  return { url: `${options.tls ? 'https' : 'http'}://${hosts[0]}`, host: hosts[0]!, hosts, dataDir, mirror, close: () => mirror.close(100) };
 }

@@ -1,0 +1,66 @@
+/** Opens the certificate source of each listener that serves HTTPS. */
+import type { Logger } from 'pino';
+import { AcmeCertificates } from './acme.js';
+import { CertificateFiles } from './files.js';
+import { TlsError, type TlsSource } from './keypair.js';
+
+/** A listener's TLS settings as validated (see docs/tls.md): files, or ACME. */
+export interface ListenerTlsSettings {
+  cert?: string | undefined;
+  key?: string | undefined;
+  /** The CA clients should trust; only told to clients, never used by the listener. */
+  ca?: string | undefined;
+  acme?: {
+    domains: readonly string[];
+    email?: string | undefined;
+    directory: string;
+    directoryCA?: string | undefined;
+    path: string;
+    challengeAddress: string;
+    renewBefore: number;
+    checkInterval: number;
+    pollInterval: number;
+    selfCheck: boolean;
+  } | undefined;
+}
+
+/**
+ * One source per listener (undefined for plain HTTP), in listener order. Throws TlsError whose
+ * message starts with the listener's key (`listeners[1].tls: ...`); nothing stays open then.
+ */
+export async function openListenerTls(listeners: readonly { tls?: ListenerTlsSettings | undefined }[], logger: Logger): Promise<(TlsSource | undefined)[]> {
+  const sources: (TlsSource | undefined)[] = [];
+  try {
+    for (const [i, { tls }] of listeners.entries()) {
+      sources.push(tls === undefined ? undefined : await openOne(tls, logger.child({ listener: i })).catch((err: unknown) => {
+        throw err instanceof TlsError ? new TlsError(`listeners[${i}].tls: ${err.message}`) : err;
+      }));
+    }
+  } catch (err) {
+    await Promise.all(sources.map((s) => s?.close()));
+    throw err;
+  }
+  return sources;
+}
+
+async function openOne(tls: ListenerTlsSettings, logger: Logger): Promise<TlsSource> {
+  const { acme } = tls;
+  if (acme) {
+    const at = acme.challengeAddress.lastIndexOf(':');
+    return AcmeCertificates.start({
+      domains: [...acme.domains],
+      email: acme.email,
+      directory: acme.directory,
+      directoryCa: acme.directoryCA,
+      path: acme.path,
+      challenge: { host: acme.challengeAddress.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(acme.challengeAddress.slice(at + 1)) },
+      renewBefore: acme.renewBefore,
+      checkInterval: acme.checkInterval,
+      pollInterval: acme.pollInterval,
+      selfCheck: acme.selfCheck,
+      logger,
+    });
+  }
+  if (tls.cert === undefined || tls.key === undefined) throw new TlsError('needs both cert and key (or acme)');
+  return CertificateFiles.open({ cert: tls.cert, key: tls.key, logger });
+}
