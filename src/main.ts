@@ -20,6 +20,8 @@ import { MetadataStore } from './metadata/records.js';
 import { Metrics } from './metrics/metrics.js';
 import { Router } from './routing/router.js';
 import { FilesystemDriver } from './storage/filesystem.js';
+import { S3Driver } from './storage/s3.js';
+import { resolveS3Credentials } from './storage/s3-credentials.js';
 import { HEALTH_PROBE_KEY } from './storage/keys.js';
 import { measureUsage } from './storage/usage.js';
 import { TlsError } from './tls/keypair.js';
@@ -28,6 +30,9 @@ import { UpstreamClient } from './upstream/client.js';
 import { StatusPage } from './web/page.js';
 import { takeSnapshot } from './web/snapshot.js';
 import { StatusTracker } from './web/tracker.js';
+
+/** How long a presigned blob URL (storage.redirect) stays valid: long enough to start the download. */
+const PRESIGNED_URL_SECONDS = 300;
 
 /** A running mirror. */
 export interface Mirror {
@@ -38,7 +43,7 @@ export interface Mirror {
 
 /** Starts a mirror for a validated configuration. */
 export async function startMirror(config: Readonly<Config>, logger: Logger): Promise<Mirror> {
-  const storage = new FilesystemDriver(config.storage.path);
+  const storage = openStorage(config.storage);
   await storage.init();
   const metadata = new MetadataStore(storage);
 
@@ -64,7 +69,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   const usage = await measureUsage(storage, 'blobs/');
   metrics.cacheBytes.set(usage.bytes);
   metrics.cacheObjects.set(usage.objects);
-  const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: join(storage.root, '_spool'), logger, events: metrics.blobCacheEvents() });
+  const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: config.storage.spoolPath ?? join(config.storage.path, '_spool'), redirectSeconds: config.storage.redirect ? PRESIGNED_URL_SECONDS : undefined, logger, events: metrics.blobCacheEvents() });
   await blobs.init();
   const manifests = new ManifestCache({
     storage,
@@ -128,10 +133,24 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
       setTimeout(() => l.server.closeAllConnections(), graceMs).unref();
     })));
     await Promise.all([...clients.values()].map((c) => c.close()));
+    if (storage instanceof S3Driver) storage.close();
     await Promise.all(tls.map((source) => source?.close()));
     deps.auth?.close();
   };
   return { listeners, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
+}
+
+/** The storage driver the configuration names. */
+function openStorage(settings: Config['storage']): FilesystemDriver | S3Driver {
+  if (settings.driver === 'filesystem') return new FilesystemDriver(settings.path);
+  let credentials;
+  try {
+    credentials = resolveS3Credentials(settings.credentials);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const { bucket, prefix, endpoint, region, forcePathStyle } = settings;
+  return new S3Driver({ bucket: bucket!, prefix, endpoint, region, forcePathStyle, credentials });
 }
 
 /** Splits `host:port` (`[v6]:port`, `:port` for every interface). */

@@ -56,6 +56,8 @@ export interface BlobCacheOptions {
   spoolDir: string;
   logger: Logger;
   events?: BlobCacheEvents | undefined;
+  /** Lifetime of presigned blob URLs; unset: blobs are always streamed through this process. */
+  redirectSeconds?: number | undefined;
 }
 
 /** Serves blobs for any upstream, one download per digest at a time. */
@@ -98,6 +100,17 @@ export class BlobCache {
     const joined = fromSpool(await download.spool, 'coalesced'); // undefined: committed meanwhile, read storage
     if (joined) this.options.events?.joined(upstream);
     return joined;
+  }
+
+  /**
+   * A short-lived URL to get a stored blob straight from storage (when redirects are on, the driver
+   * can sign URLs, and the repository is known to hold the blob); undefined: serve it with `open`.
+   */
+  async presigned(upstream: string, repository: string, digest: Digest): Promise<string | undefined> {
+    const { storage, metadata, redirectSeconds } = this.options;
+    if (redirectSeconds === undefined || !storage.presignGet) return undefined;
+    if (!(await metadata.hasBlobLink(upstream, repository, digest)) || !(await storage.stat(blobKey(digest)))) return undefined;
+    return storage.presignGet(blobKey(digest), redirectSeconds);
   }
 
   /** Size and outcome for a HEAD, without downloading the blob. */
@@ -156,7 +169,7 @@ export class BlobCache {
     const entry: Download = { spool, origin: originOf(upstream, repository) };
     this.downloads.set(digest, entry);
     spool.then(
-      (download) => void this.commitWhenVerified(download, entry, upstream, repository),
+      (download) => void this.commitWhenVerified(download, entry, upstream, repository, this.beginUpload(download)),
       () => this.downloads.delete(digest),
     );
     return spool;
@@ -180,7 +193,20 @@ export class BlobCache {
     return SpoolDownload.start(digest, Number.isFinite(length) ? length : undefined, path, res.body);
   }
 
-  private async commitWhenVerified(download: SpoolDownload, entry: Download, upstream: string, repository: string): Promise<void> {
+  /**
+   * With a driver that stores streams (S3), starts storing the blob as it arrives: the spool reader
+   * it feeds ends only after the digest verified, and fails otherwise, so nothing partial is kept.
+   */
+  private beginUpload(download: SpoolDownload): Promise<void> | undefined {
+    const { storage } = this.options;
+    const lease = storage.putStream ? download.retain() : undefined;
+    if (!storage.putStream || !lease) return undefined;
+    const upload = storage.putStream(blobKey(download.digest), lease.read(), download.expectedSize);
+    upload.catch(() => undefined); // awaited by the commit; a failed download aborts it on purpose
+    return upload;
+  }
+
+  private async commitWhenVerified(download: SpoolDownload, entry: Download, upstream: string, repository: string, upload: Promise<void> | undefined): Promise<void> {
     const { storage, metadata, logger, events } = this.options;
     try {
       await download.done;
@@ -194,7 +220,7 @@ export class BlobCache {
     try {
       const key = blobKey(download.digest);
       const existed = await storage.stat(key);
-      await storage.putFile(key, download.path);
+      await (upload ? upload.then(() => rm(download.path, { force: true })) : storage.putFile(key, download.path));
       await metadata.linkBlob(upstream, repository, download.digest);
       if (!existed) events?.stored(download.written);
     } catch (err) {

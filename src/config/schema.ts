@@ -46,6 +46,37 @@ const upstream = z
   })
   .strict();
 
+/** S3 access keys; the `*Env` and `*File` forms keep secrets out of the file. */
+const s3Credentials = z
+  .object({
+    accessKeyId: z.string().optional(),
+    accessKeyIdEnv: z.string().optional(),
+    secretAccessKey: z.string().optional(),
+    secretAccessKeyEnv: z.string().optional(),
+    secretAccessKeyFile: z.string().optional(),
+  })
+  .strict();
+
+/** Where content and records are kept: a local folder, or an S3 bucket shared by replicas. */
+const storage = z
+  .object({
+    driver: z.enum(['filesystem', 's3']).default('filesystem'),
+    path: z.string().min(1).default('./data'),
+    spoolPath: z.string().min(1).optional(),
+    bucket: z.string().min(3).optional(),
+    prefix: z.string().default(''),
+    endpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+    region: z.string().min(1).default('us-east-1'),
+    forcePathStyle: z.boolean().default(false),
+    credentials: s3Credentials.optional(),
+    redirect: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    if (s.driver === 's3' && s.bucket === undefined) ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'the s3 driver needs a bucket' });
+    if (s.driver !== 's3' && s.bucket !== undefined) ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'only the s3 driver uses a bucket (set driver: s3)' });
+  });
+
 const cidr = z.string().refine(isCidr, 'must be an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8');
 
 const dnsName = z.string().regex(/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'must be a DNS name, e.g. mirror.example.com');
@@ -109,10 +140,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    storage: z
-      .object({ driver: z.literal('filesystem').default('filesystem'), path: z.string().min(1).default('./data') })
-      .strict()
-      .prefault({}),
+    storage: storage.prefault({}),
     cache: z
       .object({
         tagTTL: duration.default(300_000),

@@ -95,6 +95,15 @@ export class RegistryApi {
       return { outcome };
     }
 
+    const location = await this.deps.blobs.presigned(route.upstream, route.repository, route.digest);
+    if (location !== undefined) {
+      // The client fetches the bytes from storage itself (storage.redirect).
+      res.statusCode = 307;
+      res.setHeader('location', location);
+      setOutcome(res, 'hit');
+      res.end();
+      return { outcome: 'hit' };
+    }
     const source = await this.deps.blobs.open(route.upstream, route.repository, route.digest);
     setOutcome(res, source.outcome);
     const rangeHeader = r.req.headers.range;

@@ -87,11 +87,16 @@ export async function listen(spec: ListenerSpec, deps: ServerDeps): Promise<Open
   const { tls } = spec;
   let server: Server;
   if (tls) {
-    const https = createHttpsServer({ ...options, ...tls.current() }, onRequest);
+    // A client that never finishes its handshake is cut off like one that never sends its headers.
+    const https = createHttpsServer({ ...options, handshakeTimeout: limits.headersTimeout, ...tls.current() }, onRequest);
     // New connections get a replaced certificate; open ones keep the one they shook hands with.
     const unsubscribe = tls.onChange((pair) => https.setSecureContext(pair));
     https.once('close', unsubscribe);
-    https.on('tlsClientError', (err: NodeJS.ErrnoException) => deps.logger.debug({ err: err.message, code: err.code }, 'tls handshake failed'));
+    // Node leaves the socket open once this event has a listener: close it (handshake timeouts too).
+    https.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+      deps.logger.debug({ err: err.message, code: err.code }, 'tls handshake failed');
+      socket.destroy();
+    });
     server = https;
   } else {
     server = createServer(options, onRequest);

@@ -5,6 +5,7 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { StorageDriver } from './driver.js';
@@ -52,6 +53,22 @@ export function describeStorageDriver(name: string, create: () => Promise<Storag
       expect((await buffer(last.stream(data.length - 1))).equals(data.subarray(data.length - 1))).toBe(true);
       const unused = (await driver.open('blobs/sha256/ab/abcdef'))!;
       await unused.close();
+    });
+
+    it('stores a stream with putStream only when it ends cleanly (drivers that have putStream)', async () => {
+      if (!driver.putStream) return;
+      const data = Buffer.from(Array.from({ length: 9 * 1024 * 1024 + 5 }, (_, i) => i % 253));
+      const chunks = function* (): Generator<Buffer> {
+        for (let at = 0; at < data.length; at += 256 * 1024) yield data.subarray(at, at + 256 * 1024);
+      };
+      await driver.putStream('blobs/sha256/ef/whole', Readable.from(chunks()), data.length);
+      expect((await driver.get('blobs/sha256/ef/whole'))?.equals(data)).toBe(true);
+      const failing = Readable.from((function* () {
+        yield* chunks();
+        throw new Error('digest mismatch');
+      })());
+      await expect(driver.putStream('blobs/sha256/ef/broken', failing)).rejects.toThrow();
+      expect(await driver.stat('blobs/sha256/ef/broken')).toBeUndefined();
     });
 
     it('lists every key under a prefix, and nothing else', async () => {

@@ -31,6 +31,15 @@ export interface StorageDriver {
    * The filesystem driver renames it; remote drivers upload it.
    */
   putFile(key: string, localPath: string): Promise<void>;
+  /**
+   * Optional, for remote drivers: stores `body` under `key` while it is still arriving. The object
+   * becomes visible only if `body` ends cleanly; if `body` fails, nothing is stored. `sizeHint` is
+   * the expected size, when known. The blob cache feeds it a spool reader that ends only after the
+   * digest verified, so uploading overlaps the download instead of following it.
+   */
+  putStream?(key: string, body: Readable, sizeHint?: number): Promise<void>;
+  /** Optional, for remote drivers: a URL that lets anyone GET the object for `expiresInSeconds`. */
+  presignGet?(key: string, expiresInSeconds: number): Promise<string>;
   /** Removes an object; absent objects are not an error. */
   delete(key: string): Promise<void>;
   /** Every key under a prefix, in no particular order. */

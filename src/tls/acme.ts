@@ -43,6 +43,8 @@ export interface AcmeOptions {
 
 /** Longest delay setTimeout takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Even a zero checkInterval does not make a busy loop of orders. */
+const MIN_TIMER_MS = 100;
 
 /** Serves an ACME certificate and keeps it renewed. */
 export class AcmeCertificates extends UpdatingSource {
@@ -84,7 +86,7 @@ export class AcmeCertificates extends UpdatingSource {
   private schedule(delay: number): void {
     if (this.closed) return;
     clearTimeout(this.timer);
-    const wait = Math.min(delay, this.options.checkInterval, MAX_TIMER_MS);
+    const wait = Math.max(MIN_TIMER_MS, Math.min(delay, this.options.checkInterval, MAX_TIMER_MS));
     this.timer = setTimeout(() => {
       if (this.untilDue() > 0) this.schedule(this.untilDue());
       else void this.renew();
@@ -100,6 +102,7 @@ export class AcmeCertificates extends UpdatingSource {
       const issued = await order(this.store, this.options);
       if (this.closed) return;
       this.replace(issued.pair, issued.info);
+      if (this.untilDue() === 0) logger.warn({ domains, renewBefore: this.options.renewBefore }, 'acme: renewBefore exceeds the certificate\'s lifetime: it is renewed at every check');
     } catch (err) {
       logger.error({ domains, err: (err as Error).message, validTo: this.info.validTo.toISOString() }, 'acme: renewal failed; keeping the current certificate and trying again later');
     }

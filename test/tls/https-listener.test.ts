@@ -3,6 +3,7 @@
 // and refuses to start on bad files with an error naming the key and the file.
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent, request } from 'undici';
@@ -102,6 +103,26 @@ describe('an HTTPS listener with certificate files', () => {
     const fixed = await initLocalCa({ dir: join(local.files.cert, '..'), names: ['127.0.0.1', 'localhost'] });
     const expected = fileSerial(fixed.files.cert);
     await eventually(async () => ((await serial()) === expected ? true : undefined), 5_000, 'the fixed certificate');
+  });
+});
+
+describe('slow TLS clients', () => {
+  it('cuts off a client that never finishes its handshake after http.headersTimeout', async () => {
+    const quick = await startTestMirror({
+      upstreams: { 'quay.io': { url: registry.url } },
+      tls: { cert: local.files.cert, key: local.files.key },
+      http: { headersTimeout: '300ms' },
+    });
+    try {
+      const [host, port] = [quick.host.split(':')[0]!, Number(quick.host.split(':')[1])];
+      const started = Date.now();
+      const socket = createConnection({ host, port });
+      socket.on('error', () => {});
+      await new Promise((resolve) => socket.once('close', resolve));
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      await quick.close();
+    }
   });
 });
 

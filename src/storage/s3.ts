@@ -1,0 +1,212 @@
+/**
+ * The S3 driver: objects in a bucket of any S3-compatible store (AWS S3, R2, MinIO, Ceph RGW,
+ * Swift's s3api), under an optional key prefix.
+ *
+ * Commit protocol: S3 shows an object only once its PUT, or its multipart upload's Complete, has
+ * succeeded, so nothing partial is ever visible and no staging key or copy is needed. Blobs either
+ * arrive as a verified local file (`putFile`) or as a stream that ends only after the digest verified
+ * (`putStream`, fed by the spool while the download runs): a stream that fails aborts its multipart
+ * upload and leaves nothing. Conditional writes (If-None-Match) are not used — not every server has
+ * them; content is addressed by digest, so two replicas writing one key write the same bytes.
+ */
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { createReadStream } from 'node:fs';
+import { stat, unlink } from 'node:fs/promises';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { ReadHandle, StorageDriver } from './driver.js';
+
+/** Where and how to reach the bucket. */
+export interface S3DriverOptions {
+  bucket: string;
+  /** Prepended to every key (a trailing `/` is added when missing); '' for the bucket's root. */
+  prefix?: string;
+  /** The S3 API's URL for non-AWS stores (MinIO, R2, Ceph, Swift); unset: AWS for the region. */
+  endpoint?: string | undefined;
+  region: string;
+  /** `host/bucket/key` URLs instead of `bucket.host/key` (MinIO, Ceph and Swift want this). */
+  forcePathStyle?: boolean;
+  /** Static keys; unset: the AWS SDK's default chain (environment, profile, instance role). */
+  credentials?: { accessKeyId: string; secretAccessKey: string } | undefined;
+  /** Multipart uploads older than this are aborted at start (a replica died mid-upload). Default 1 day. */
+  abandonedUploadAgeMs?: number;
+}
+
+/** Size of each part of a multipart upload, and how many are sent at once (memory: about their product). */
+const PART_BYTES = 8 * 1024 * 1024;
+const PARTS_IN_FLIGHT = 3;
+/** S3 allows at most 10,000 parts; larger known sizes get larger parts. */
+const MAX_PARTS = 10_000;
+
+/** Stores objects in an S3 bucket. */
+export class S3Driver implements StorageDriver {
+  private readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly abandonedUploadAgeMs: number;
+
+  constructor(options: S3DriverOptions) {
+    this.bucket = options.bucket;
+    this.prefix = options.prefix ? options.prefix.replace(/\/?$/, '/') : '';
+    this.abandonedUploadAgeMs = options.abandonedUploadAgeMs ?? 24 * 3_600_000;
+    const agent = { keepAlive: true, maxSockets: 256 };
+    this.client = new S3Client({
+      region: options.region,
+      endpoint: options.endpoint,
+      forcePathStyle: options.forcePathStyle ?? false,
+      credentials: options.credentials && { ...options.credentials }, // the SDK writes into it
+      // Plain signed payloads: aws-chunked uploads are refused (501) by Swift and Ceph RGW.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: { httpAgent: new HttpAgent(agent), httpsAgent: new HttpsAgent(agent), connectionTimeout: 10_000 },
+    });
+  }
+
+  /** Checks the bucket is reachable and aborts multipart uploads abandoned by dead processes. */
+  async init(): Promise<void> {
+    await this.client.send(new HeadBucketCommand({ Bucket: this.bucket })).catch((err: Error & { $metadata?: { httpStatusCode?: number } }) => {
+      const status = err.$metadata?.httpStatusCode;
+      throw new Error(`storage: cannot use bucket "${this.bucket}": ${status === 404 ? 'no such bucket' : `${err.name}${status ? ` (HTTP ${status})` : ''}: ${err.message}`}`, { cause: err });
+    });
+    const cutoff = Date.now() - this.abandonedUploadAgeMs;
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    do {
+      const page = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix, KeyMarker, UploadIdMarker }));
+      for (const upload of page.Uploads ?? []) {
+        if (upload.Initiated && upload.Initiated.getTime() < cutoff) {
+          await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
+        }
+      }
+      ({ NextKeyMarker: KeyMarker, NextUploadIdMarker: UploadIdMarker } = page.IsTruncated ? page : { NextKeyMarker: undefined, NextUploadIdMarker: undefined });
+    } while (KeyMarker !== undefined);
+  }
+
+  async stat(key: string): Promise<{ size: number } | undefined> {
+    const head = await absentAsUndefined(this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(key) })));
+    return head && { size: head.ContentLength ?? 0 };
+  }
+
+  /** One GET: its body serves a whole-object read; a range read asks again for just that range. */
+  async open(key: string): Promise<ReadHandle | undefined> {
+    const Key = this.key(key);
+    const res = await absentAsUndefined(this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key })));
+    if (!res) return undefined;
+    const body = res.Body as Readable;
+    body.on('error', () => undefined); // a reset before anyone reads; readers get errors through pipeline
+    const size = res.ContentLength ?? 0;
+    return {
+      size,
+      stream: (start = 0, end = size - 1): Readable => {
+        if (start === 0 && end === size - 1) return body;
+        body.destroy();
+        return this.rangeStream(Key, start, end, res.ETag);
+      },
+      close: async () => void body.destroy(),
+    };
+  }
+
+  async get(key: string): Promise<Buffer | undefined> {
+    const res = await absentAsUndefined(this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) })));
+    return res && Buffer.from(await res.Body!.transformToByteArray());
+  }
+
+  async put(key: string, data: Buffer): Promise<void> {
+    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.key(key), Body: data, ContentLength: data.length }));
+  }
+
+  async putFile(key: string, localPath: string): Promise<void> {
+    const { size } = await stat(localPath);
+    await this.putStream(key, createReadStream(localPath), size);
+    await unlink(localPath);
+  }
+
+  /**
+   * Stores `body` as it is read: one PUT when it fits in a part, else a multipart upload that is
+   * completed only when `body` ends cleanly and aborted when it fails. `sizeHint` sizes the parts.
+   */
+  async putStream(key: string, body: Readable, sizeHint?: number): Promise<void> {
+    const partSize = Math.max(PART_BYTES, Math.ceil((sizeHint ?? 0) / MAX_PARTS));
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: this.key(key), Body: body },
+      partSize,
+      queueSize: PARTS_IN_FLIGHT,
+      leavePartsOnError: false,
+    });
+    try {
+      await upload.done();
+    } finally {
+      body.destroy();
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    let ContinuationToken: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken }));
+      for (const object of page.Contents ?? []) {
+        if (object.Key !== undefined) yield object.Key.slice(this.prefix.length);
+      }
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken !== undefined);
+  }
+
+  /** A URL that lets anyone GET the object for `expiresInSeconds`, signed with this driver's keys. */
+  async presignGet(key: string, expiresInSeconds: number): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }), { expiresIn: expiresInSeconds });
+  }
+
+  /** Releases the connection pool. */
+  close(): void {
+    this.client.destroy();
+  }
+
+  /** Bytes `start`..`end` of an object, refused if it changed since `etag` was read. */
+  private rangeStream(Key: string, start: number, end: number, etag: string | undefined): Readable {
+    const out = new PassThrough();
+    const abort = new AbortController();
+    out.once('close', () => abort.abort());
+    this.client
+      .send(new GetObjectCommand({ Bucket: this.bucket, Key, Range: `bytes=${start}-${end}`, IfMatch: etag }), { abortSignal: abort.signal })
+      .then((res) => pipeline(res.Body as Readable, out))
+      .catch((err: Error) => out.destroy(err));
+    return out;
+  }
+
+  /** Maps a key to an object name, refusing anything that could mean a path outside the store. */
+  private key(key: string): string {
+    if (key === '' || key.startsWith('/') || key.split('/').some((part) => part === '..' || part === '.')) {
+      throw new Error(`invalid storage key: ${key}`);
+    }
+    return this.prefix + key;
+  }
+}
+
+/** The result, or undefined when S3 answered 404 (no such key). */
+async function absentAsUndefined<T>(request: Promise<T>): Promise<T | undefined> {
+  try {
+    return await request;
+  } catch (err) {
+    if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
+    throw err;
+  }
+}

@@ -1,0 +1,124 @@
+// regmirror on S3 storage (Swift), without Redis: blobs stream into the bucket while clients get
+// them, become visible only verified, and any mirror on the same bucket serves them.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { blobKey } from '../../src/storage/keys.js';
+import type { Digest } from '../../src/oci/digest.js';
+import { ACCEPT_ALL, send, sha256 } from '../harness/http.js';
+import { isBlobGet, seedImage, startFaultyUpstream, startRegistry, type FaultyUpstream, type Registry, type SeededImage } from '../support/index.js';
+import { createTestBucket, startFleetMirror, verifyBucket, type TestBucket } from './fleet.js';
+import { startSwift, type SwiftServer } from './swift.js';
+
+let swift: SwiftServer;
+let registry: Registry;
+let upstream: FaultyUpstream;
+let image: SeededImage;
+const buckets: TestBucket[] = [];
+const closers: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  [swift, registry] = await Promise.all([startSwift(), startRegistry()]);
+  // One layer larger than an upload part (8 MiB), so the multipart path is taken.
+  image = await seedImage(registry, { repo: 'team/app', tag: 'v1', layerSizes: [12_000_000, 300_000], compressible: false, compression: 'none' });
+  upstream = await startFaultyUpstream(registry.url);
+});
+
+afterAll(async () => {
+  for (const close of closers) await close();
+  for (const bucket of buckets) bucket.close();
+  await upstream?.stop();
+  await registry?.stop();
+  await swift?.stop();
+});
+
+async function bucketAndMirrors(count: number, storage: { redirect?: boolean } = {}): Promise<{ bucket: TestBucket; urls: string[] }> {
+  const bucket = await createTestBucket(swift);
+  buckets.push(bucket);
+  const urls: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const m = await startFleetMirror({ storage: { ...bucket.storage, ...storage }, upstreams: { 'quay.io': { url: upstream.url } } });
+    closers.push(m.close);
+    urls.push(m.url);
+  }
+  return { bucket, urls };
+}
+
+const largest = (img: SeededImage): SeededImage['blobs'][number] => img.blobs.reduce((a, b) => (b.size > a.size ? b : a));
+const blobGets = (digest: string): number => upstream.count((r) => isBlobGet(r) && r.path.includes(digest));
+
+describe('regmirror on S3 storage', () => {
+  it('commits a pulled image to the bucket; a second mirror on the bucket serves it without upstream', async () => {
+    const { bucket, urls: [a, b] } = await bucketAndMirrors(2);
+    upstream.reset();
+    const manifest = await send(`${a}/v2/team/app/manifests/v1?ns=quay.io`, { headers: { accept: ACCEPT_ALL } });
+    expect(sha256(manifest.body)).toBe(image.manifestDigest);
+    for (const blob of image.blobs) {
+      const got = await send(`${a}/v2/team/app/blobs/${blob.digest}?ns=quay.io`);
+      expect([got.status, sha256(got.body)]).toEqual([200, blob.digest]);
+    }
+    // The commit follows the last byte to the client closely; wait for it.
+    for (const blob of image.blobs) await waitFor(async () => (await bucket.driver.stat(blobKey(blob.digest as Digest)))?.size === blob.size);
+
+    const before = upstream.requests.length;
+    const again = await send(`${b}/v2/team/app/manifests/v1?ns=quay.io`, { headers: { accept: ACCEPT_ALL } });
+    expect(sha256(again.body)).toBe(image.manifestDigest);
+    for (const blob of image.blobs) {
+      const got = await send(`${b}/v2/team/app/blobs/${blob.digest}?ns=quay.io`);
+      expect([got.status, got.headers.get('x-regmirror-cache'), sha256(got.body)]).toEqual([200, 'hit', blob.digest]);
+    }
+    expect(upstream.requests.slice(before).filter(isBlobGet)).toEqual([]);
+    const ranged = await send(`${b}/v2/team/app/blobs/${largest(image).digest}?ns=quay.io`, { headers: { range: 'bytes=9000000-9000099' } });
+    expect([ranged.status, ranged.body.length, ranged.headers.get('content-range')]).toEqual([206, 100, `bytes 9000000-9000099/${largest(image).size}`]);
+    expect(await verifyBucket(bucket.driver)).toEqual({ checked: image.blobs.length + 1, corrupt: [] }); // + the manifest
+    expect(await bucket.openUploads()).toBe(0);
+  });
+
+  it('stores nothing when upstream sends corrupt or truncated bytes, and aborts the multipart upload', async () => {
+    const { bucket, urls: [a] } = await bucketAndMirrors(1);
+    const layer = largest(image);
+    for (const fault of ['corrupt', 'truncate'] as const) {
+      upstream.setFault(fault, 1);
+      const res = await fetch(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`);
+      await expect(res.arrayBuffer()).rejects.toThrow();
+      await waitFor(async () => (await bucket.openUploads()) === 0);
+      expect(await bucket.driver.stat(blobKey(layer.digest as Digest))).toBeUndefined();
+    }
+    upstream.setFault(null);
+    const good = await send(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`);
+    expect(sha256(good.body)).toBe(layer.digest);
+    expect(blobGets(layer.digest)).toBeGreaterThanOrEqual(3);
+    await waitFor(async () => (await bucket.driver.stat(blobKey(layer.digest as Digest))) !== undefined);
+    expect(await verifyBucket(bucket.driver)).toEqual({ checked: 1, corrupt: [] });
+  });
+
+  it('redirects GETs of stored blobs to a presigned URL with storage.redirect, and streams cold ones', async () => {
+    const { urls: [a] } = await bucketAndMirrors(1, { redirect: true });
+    const layer = largest(image);
+    const cold = await fetch(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`, { redirect: 'manual' });
+    expect([cold.status, cold.headers.get('x-regmirror-cache'), sha256(Buffer.from(await cold.arrayBuffer()))]).toEqual([200, 'miss', layer.digest]);
+    await waitFor(async () => (await fetch(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`, { method: 'HEAD' })).headers.get('x-regmirror-cache') === 'hit');
+    let warm: Response | undefined;
+    await waitFor(async () => {
+      warm = await fetch(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`, { redirect: 'manual' });
+      await warm.body?.cancel();
+      return warm.status === 307;
+    });
+    const location = warm!.headers.get('location')!;
+    expect(location.startsWith(`${swift.endpoint}/`)).toBe(true);
+    const direct = await send(location, { headers: { range: 'bytes=0-99' } });
+    expect([direct.status, direct.body.equals((await send(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`)).body.subarray(0, 100))]).toEqual([206, true]);
+    const followed = await send(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`);
+    expect([followed.status, sha256(followed.body)]).toEqual([200, layer.digest]);
+    const otherRepo = await fetch(`${a}/v2/team/other/blobs/${layer.digest}?ns=quay.io`, { redirect: 'manual' });
+    await otherRepo.body?.cancel();
+    expect(otherRepo.status).not.toBe(307); // never handed to a repository that does not hold it
+  });
+});
+
+/** Polls `check` until it is true (up to 10 s). */
+async function waitFor(check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('condition not met within 10 s');
+}
