@@ -130,6 +130,11 @@ export class SpoolDownload {
     void this.releaseIfIdle();
   }
 
+  /** Flushes the verified spool file to disk, so the commit that renames it survives a power cut. */
+  async sync(): Promise<void> {
+    await this.fh.datasync();
+  }
+
   /** Hands the spool file over (after verification) and stops tracking readers' needs for it. */
   async closeWhenIdle(): Promise<void> {
     this.released = true;
@@ -165,7 +170,6 @@ export class SpoolDownload {
       }
       const actual = `${digestAlgorithm(this.digest)}:${this.hash.digest('hex')}`;
       if (actual !== this.digest) throw new SpoolError(`upstream sent content with digest ${actual}`, 'digest-mismatch');
-      await this.fh.datasync();
       this.settle('verified');
     } catch (err) {
       this.failure = err instanceof SpoolError ? err : new SpoolError(`download failed: ${(err as Error).message}`, 'upstream-failed', { cause: err });
