@@ -220,7 +220,8 @@ export class BlobCache {
     try {
       const key = blobKey(download.digest);
       const existed = await storage.stat(key);
-      await (upload ? upload.then(() => rm(download.path, { force: true })) : storage.putFile(key, download.path));
+      // Clients already have every byte (they wait only for verification); the sync happens after.
+      await (upload ? upload.then(() => rm(download.path, { force: true })) : download.sync().then(() => storage.putFile(key, download.path)));
       await metadata.linkBlob(upstream, repository, download.digest);
       if (!existed) events?.stored(download.written);
     } catch (err) {
