@@ -8,6 +8,7 @@ packages=(
   docker-registry skopeo umoci apache2-utils openssl nginx-light wrk containerd podman
   ca-certificates git
   chromium # the status page's browser test (playwright-core drives Debian's chromium)
+  pebble # ACME test server for the TLS tests
   util-linux # setpriv: fixture processes die with the test process
 )
 
