@@ -17,13 +17,13 @@ import { HtpasswdAuth } from './http/client-auth.js';
 import { RegistryApi } from './http/registry-api.js';
 import { listen, type OpenListener } from './http/server.js';
 import { MetadataStore } from './metadata/records.js';
+import { CacheLifecycle } from './lifecycle/lifecycle.js';
 import { Metrics } from './metrics/metrics.js';
 import { Router } from './routing/router.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import { S3Driver } from './storage/s3.js';
 import { resolveS3Credentials } from './storage/s3-credentials.js';
 import { HEALTH_PROBE_KEY } from './storage/keys.js';
-import { measureUsage } from './storage/usage.js';
 import { TlsError } from './tls/keypair.js';
 import { openListenerTls } from './tls/open.js';
 import { UpstreamClient } from './upstream/client.js';
@@ -66,11 +66,18 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     return client;
   };
 
-  const usage = await measureUsage(storage, 'blobs/');
-  metrics.cacheBytes.set(usage.bytes);
-  metrics.cacheObjects.set(usage.objects);
-  const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: config.storage.spoolPath ?? join(config.storage.path, '_spool'), redirectSeconds: config.storage.redirect ? PRESIGNED_URL_SECONDS : undefined, logger, events: metrics.blobCacheEvents() });
+  const { maxSize, lowWater, maxAge } = config.storage;
+  const lifecycle = await CacheLifecycle.open({
+    dataDir: config.storage.path,
+    storage,
+    policy: { maxSize, lowWater, maxAge },
+    logger,
+    onEvicted: (reason, objects, bytes) => metrics.evicted(reason, objects, bytes),
+  });
+  metrics.useCacheUsage(() => lifecycle.usage(), maxSize);
+  const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: config.storage.spoolPath ?? join(config.storage.path, '_spool'), redirectSeconds: config.storage.redirect ? PRESIGNED_URL_SECONDS : undefined, logger, events: metrics.blobCacheEvents(), use: lifecycle.use });
   await blobs.init();
+  lifecycle.start((digest) => blobs.inUse(digest));
   const manifests = new ManifestCache({
     storage,
     metadata,
@@ -80,6 +87,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     memoryBytes: config.cache.manifestMemoryBytes,
     logger,
     onStored: (bytes) => metrics.contentStored(bytes),
+    use: lifecycle.use,
   });
   const lists = new ListCache(storage, upstream, config.cache.serveStaleOnError);
 
@@ -121,6 +129,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   } catch (err) {
     await Promise.all(listeners.map((l) => new Promise((resolve) => l.server.close(resolve))));
     await Promise.all(tls.map((source) => source?.close()));
+    await lifecycle.close();
     throw err;
   }
 
@@ -133,6 +142,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
       setTimeout(() => l.server.closeAllConnections(), graceMs).unref();
     })));
     await Promise.all([...clients.values()].map((c) => c.close()));
+    await lifecycle.close();
     if (storage instanceof S3Driver) storage.close();
     await Promise.all(tls.map((source) => source?.close()));
     deps.auth?.close();
@@ -141,7 +151,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
 }
 
 /** The storage driver the configuration names. */
-function openStorage(settings: Config['storage']): FilesystemDriver | S3Driver {
+export function openStorage(settings: Config['storage']): FilesystemDriver | S3Driver {
   if (settings.driver === 'filesystem') return new FilesystemDriver(settings.path);
   let credentials;
   try {

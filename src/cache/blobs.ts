@@ -47,6 +47,19 @@ export interface BlobCacheEvents {
   stored(bytes: number): void;
 }
 
+/**
+ * What the caches report about content use, for the size limit and `regmirror ls` (lifecycle/).
+ * Called on the request path: implementations only note the call in memory.
+ */
+export interface ContentUse {
+  /** `digest` was served to a client (from the cache, or as it arrived). */
+  accessed(digest: Digest): void;
+  /** `digest`, of `size` bytes, is now in storage. */
+  stored(digest: Digest, size: number): void;
+  /** A manifest was asked for by tag. */
+  pulled(upstream: string, repository: string, tag: string): void;
+}
+
 /** Dependencies of the blob cache. */
 export interface BlobCacheOptions {
   storage: StorageDriver;
@@ -58,11 +71,14 @@ export interface BlobCacheOptions {
   events?: BlobCacheEvents | undefined;
   /** Lifetime of presigned blob URLs; unset: blobs are always streamed through this process. */
   redirectSeconds?: number | undefined;
+  use?: ContentUse | undefined;
 }
 
 /** Serves blobs for any upstream, one download per digest at a time. */
 export class BlobCache {
   private readonly downloads = new Map<Digest, Download>();
+  /** Stored blobs being opened or streamed, with how many clients each. */
+  private readonly reading = new Map<Digest, number>();
 
   constructor(private readonly options: BlobCacheOptions) {}
 
@@ -77,8 +93,19 @@ export class BlobCache {
     return this.downloads.size;
   }
 
+  /** True while `digest` is being downloaded or streamed from storage: eviction must leave it. */
+  inUse(digest: Digest): boolean {
+    return this.downloads.has(digest) || this.reading.has(digest);
+  }
+
   /** Opens a blob for a GET. */
   async open(upstream: string, repository: string, digest: Digest): Promise<BlobSource> {
+    const source = await this.find(upstream, repository, digest);
+    this.options.use?.accessed(digest);
+    return source;
+  }
+
+  private async find(upstream: string, repository: string, digest: Digest): Promise<BlobSource> {
     // The download map is checked before storage (a download leaves the map only after its commit)
     // and again after it, since another request may have started a download meanwhile.
     const joined = await this.join(upstream, repository, digest);
@@ -118,30 +145,54 @@ export class BlobCache {
     const download = this.downloads.get(digest);
     if (download && download.origin === originOf(upstream, repository)) return { size: (await download.spool).size, outcome: 'coalesced' };
     const stored = await this.options.storage.stat(blobKey(digest));
-    if (stored && (await this.options.metadata.hasBlobLink(upstream, repository, digest))) return { size: stored.size, outcome: 'hit' };
+    if (stored && (await this.options.metadata.hasBlobLink(upstream, repository, digest))) {
+      this.options.use?.accessed(digest);
+      return { size: stored.size, outcome: 'hit' };
+    }
     const size = await this.confirmUpstreamHas(upstream, repository, digest);
     return { size, outcome: stored ? 'hit' : 'miss' };
   }
 
   private async openStored(upstream: string, repository: string, digest: Digest): Promise<BlobSource | undefined> {
     const { storage, metadata } = this.options;
-    const linked = await metadata.hasBlobLink(upstream, repository, digest);
-    const handle = await storage.open(blobKey(digest));
-    if (!handle) return undefined;
-    if (!linked) {
-      try {
-        await this.confirmUpstreamHas(upstream, repository, digest);
-      } catch (err) {
-        await handle.close();
-        throw err;
+    const done = this.hold(digest); // from before the open, so eviction never deletes it in between
+    let handle;
+    try {
+      const linked = await metadata.hasBlobLink(upstream, repository, digest);
+      handle = await storage.open(blobKey(digest));
+      if (!handle) {
+        done();
+        return undefined;
       }
+      if (!linked) await this.confirmUpstreamHas(upstream, repository, digest);
+    } catch (err) {
+      await handle?.close();
+      done();
+      throw err;
     }
+    const opened = handle;
     return {
-      size: handle.size,
+      size: opened.size,
       outcome: 'hit',
-      stream: (start, end) => handle.stream(start, end),
-      release: () => void handle.close(),
-      complete: () => Promise.resolve(handle.size),
+      stream: (start, end) => opened.stream(start, end).once('close', done),
+      release: () => {
+        done();
+        void opened.close();
+      },
+      complete: () => Promise.resolve(opened.size),
+    };
+  }
+
+  /** Marks a stored blob as being read; the returned function (idempotent) ends that. */
+  private hold(digest: Digest): () => void {
+    this.reading.set(digest, (this.reading.get(digest) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const left = this.reading.get(digest)! - 1;
+      if (left === 0) this.reading.delete(digest);
+      else this.reading.set(digest, left);
     };
   }
 
@@ -224,6 +275,7 @@ export class BlobCache {
       await (upload ? upload.then(() => rm(download.path, { force: true })) : download.sync().then(() => storage.putFile(key, download.path)));
       await metadata.linkBlob(upstream, repository, download.digest);
       if (!existed) events?.stored(download.written);
+      this.options.use?.stored(download.digest, download.written);
     } catch (err) {
       logger.warn({ err, upstream, repository, digest: download.digest }, 'blob served but not cached');
       await rm(download.path, { force: true });

@@ -13,7 +13,7 @@ import type { MetadataStore, TagRecord } from '../metadata/records.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
 import { discard, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js';
-import type { CacheOutcome } from './blobs.js';
+import type { CacheOutcome, ContentUse } from './blobs.js';
 import { readLimited } from './read-limited.js';
 import { SingleFlight } from './single-flight.js';
 import { errorForFailure, errorForStatus, isUnavailable } from './upstream-errors.js';
@@ -58,6 +58,7 @@ export interface ManifestCacheOptions {
   now?: () => number;
   /** Called when a manifest document is added to storage (for the cache-size metrics). */
   onStored?: ((bytes: number) => void) | undefined;
+  use?: ContentUse | undefined;
 }
 
 /** Serves manifests by tag and digest for every upstream. */
@@ -75,7 +76,10 @@ export class ManifestCache {
 
   /** Answers a manifest request from the cache or upstream. */
   async get(query: ManifestQuery): Promise<ManifestAnswer> {
-    return query.digest ? this.byDigest(query, query.digest) : this.byTag(query);
+    const answer = await (query.digest ? this.byDigest(query, query.digest) : this.byTag(query));
+    this.options.use?.accessed(answer.digest);
+    if (!query.digest) this.options.use?.pulled(query.upstream, query.repository, query.reference);
+    return answer;
   }
 
   private async byDigest(query: ManifestQuery, digest: Digest): Promise<ManifestAnswer> {
@@ -183,6 +187,7 @@ export class ManifestCache {
       await storage.put(key, answer.body!);
       this.options.onStored?.(answer.size);
     }
+    this.options.use?.stored(answer.digest, answer.size);
     this.documents?.set(answer.digest, answer.body!);
     await metadata.putManifest(upstream, repository, answer.digest, { mediaType: answer.mediaType, size: answer.size });
     // The layers and config an image manifest names are, by definition, in this repository upstream.

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { looksLikeRegistryHost } from '../oci/reference.js';
-import { isCidr, parseDuration } from './units.js';
+import { isCidr, parseDuration, parseSize } from './units.js';
 
 const duration = z
   .union([z.string(), z.number()])
@@ -16,6 +16,27 @@ const duration = z
     }
     return ms;
   });
+
+const size = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const bytes = parseSize(value);
+    if (bytes === undefined || bytes === 0) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not a size (use e.g. 500MiB, 50GiB, 2TB, or a number of bytes)` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+const share = z.string().transform((value, ctx) => {
+  const m = /^(\d+(?:\.\d+)?)\s*%$/.exec(value.trim());
+  const fraction = m ? Number(m[1]) / 100 : Number.NaN;
+  if (!(fraction >= 0.01 && fraction <= 0.99)) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a share from 1% to 99% (e.g. 90%)` });
+    return z.NEVER;
+  }
+  return fraction;
+});
 
 const hostPort = z
   .string()
@@ -62,6 +83,9 @@ const storage = z
   .object({
     driver: z.enum(['filesystem', 's3']).default('filesystem'),
     path: z.string().min(1).default('./data'),
+    maxSize: size.optional(),
+    maxAge: duration.optional(),
+    lowWater: share.default(0.9),
     spoolPath: z.string().min(1).optional(),
     bucket: z.string().min(3).optional(),
     prefix: z.string().default(''),

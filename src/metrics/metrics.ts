@@ -82,15 +82,44 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Where the cache size is read at each scrape (the access index), once one is given. */
+  private cacheUsage: (() => { bytes: number; objects: number }) | undefined;
+
   readonly cacheBytes = new Gauge({
     name: 'regmirror_cache_size_bytes',
     help: 'Bytes of blob and manifest content in the cache',
     registers: [this.registry],
+    collect: () => {
+      if (this.cacheUsage) this.cacheBytes.set(this.cacheUsage().bytes);
+    },
   });
 
   readonly cacheObjects = new Gauge({
     name: 'regmirror_cache_objects',
     help: 'Blobs and manifests in the cache',
+    registers: [this.registry],
+    collect: () => {
+      if (this.cacheUsage) this.cacheObjects.set(this.cacheUsage().objects);
+    },
+  });
+
+  readonly cacheLimit = new Gauge({
+    name: 'regmirror_cache_limit_bytes',
+    help: 'The size limit of the cache (storage.maxSize); 0 when there is none',
+    registers: [this.registry],
+  });
+
+  readonly evictions = new Counter({
+    name: 'regmirror_evictions_total',
+    help: 'Blobs and manifests evicted from the cache, by reason (size: over storage.maxSize; age: older than storage.maxAge)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly evictedBytes = new Counter({
+    name: 'regmirror_evicted_bytes_total',
+    help: 'Bytes of content evicted from the cache, by reason',
+    labelNames: ['reason'] as const,
     registers: [this.registry],
   });
 
@@ -145,6 +174,18 @@ export class Metrics {
       joined: (upstream) => this.downloadJoins.inc({ upstream }),
       stored: (bytes) => this.contentStored(bytes),
     };
+  }
+
+  /** Reads the cache size from `usage` at every scrape (exact, and shared with `regmirror gc`). */
+  useCacheUsage(usage: () => { bytes: number; objects: number }, limit: number | undefined): void {
+    this.cacheUsage = usage;
+    if (limit !== undefined) this.cacheLimit.set(limit);
+  }
+
+  /** Content was evicted. */
+  evicted(reason: 'size' | 'age', objects: number, bytes: number): void {
+    this.evictions.inc({ reason }, objects);
+    this.evictedBytes.inc({ reason }, bytes);
   }
 
   /** Content of `bytes` was added to the cache. */

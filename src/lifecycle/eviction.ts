@@ -1,0 +1,88 @@
+/**
+ * Eviction policy: content nobody pulled for `maxAge` goes; and when the cache holds more than
+ * `maxSize`, the least recently used content goes — by last access, not by when it was stored —
+ * until it is down to `lowWater`. One pass over the index in LRU order decides both.
+ *
+ * Content is evicted piece by piece (a layer, a config, a manifest document), never whole images:
+ * the caches treat missing content as a miss and fetch it again, while repository links and tag
+ * records stay, so an image whose manifest or layers were evicted still pulls correctly.
+ * The caller says what must be left alone (blobs being streamed or downloaded).
+ */
+import type { StorageDriver } from '../storage/driver.js';
+import { blobKey } from '../storage/keys.js';
+import type { AccessIndex, ContentRow } from './access-index.js';
+
+/** The limits, in bytes and milliseconds. */
+export interface EvictionPolicy {
+  maxSize?: number | undefined;
+  /** A share of maxSize (0.9: evict down to 90%). */
+  lowWater: number;
+  maxAge?: number | undefined;
+}
+
+/** Why content goes. */
+export type EvictionReason = 'size' | 'age';
+
+/** A piece of content chosen for eviction. */
+export interface Victim extends ContentRow {
+  reason: EvictionReason;
+}
+
+/** Options of one pass. */
+export interface EvictionPass {
+  policy: EvictionPolicy;
+  now: number;
+  /** True for content that must stay this time (in use, or too recent to judge). */
+  keep?: ((row: ContentRow) => boolean) | undefined;
+  /** Choose, but delete nothing. */
+  dryRun?: boolean | undefined;
+}
+
+const PAGE = 256;
+
+/** True when the policy can ever evict anything. */
+export function hasLimits(policy: EvictionPolicy): boolean {
+  return policy.maxSize !== undefined || policy.maxAge !== undefined;
+}
+
+/** Chooses and (unless dry-run) deletes what the policy says should go; returns what went. */
+export async function evict(index: AccessIndex, storage: StorageDriver, pass: EvictionPass): Promise<Victim[]> {
+  const { policy } = pass;
+  index.flush(); // the latest accesses decide
+  let projected = index.usage().bytes;
+  const target = policy.maxSize === undefined ? Number.POSITIVE_INFINITY : policy.maxSize * policy.lowWater;
+  const overSize = policy.maxSize !== undefined && projected > policy.maxSize;
+  const expiredBefore = policy.maxAge === undefined ? Number.NEGATIVE_INFINITY : pass.now - policy.maxAge;
+  if (!overSize && policy.maxAge === undefined) return [];
+
+  const victims: Victim[] = [];
+  let cursor: ContentRow | undefined;
+  for (let more = true; more; ) {
+    const rows = index.oldest(cursor, PAGE);
+    cursor = rows.at(-1);
+    more = rows.length === PAGE;
+    const chosen: Victim[] = [];
+    for (const row of rows) {
+      const reason: EvictionReason | undefined = row.accessedAt < expiredBefore ? 'age' : overSize && projected > target ? 'size' : undefined;
+      if (!reason) {
+        more = false; // later rows are newer: neither expired nor needed
+        break;
+      }
+      if (pass.keep?.(row)) continue;
+      chosen.push({ ...row, reason });
+      projected -= row.size;
+    }
+    victims.push(...(pass.dryRun ? chosen : await remove(index, storage, chosen, pass.keep)));
+  }
+  return victims;
+}
+
+/** Deletes content: its index row first (only if not accessed meanwhile), then the object. */
+async function remove(index: AccessIndex, storage: StorageDriver, chosen: Victim[], keep: EvictionPass['keep']): Promise<Victim[]> {
+  // Checked again right before: a request may have started reading one while the page was chosen.
+  const still = chosen.filter((v) => !keep?.(v));
+  const removed = new Set(index.removeUnchanged(still).map((r) => r.digest));
+  const gone = still.filter((v) => removed.has(v.digest));
+  await Promise.all(gone.map((v) => storage.delete(blobKey(v.digest))));
+  return gone;
+}

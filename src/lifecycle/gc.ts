@@ -1,0 +1,112 @@
+/**
+ * `regmirror gc`: removes what the eviction policy says should go, content no repository links to,
+ * and spool and staging files left by a process that died mid-download; corrects the access index.
+ *
+ * Safe while a mirror serves the folder: then files and content touched within the grace period
+ * are spared (they may be a download under way, or content whose link is about to be written), and
+ * every index row is removed only if nobody accessed it meanwhile. When no mirror is alive (the
+ * mark in `_index/` names a dead process, or none), nothing needs sparing.
+ */
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { StorageDriver } from '../storage/driver.js';
+import { blobKey } from '../storage/keys.js';
+import type { AccessIndex } from './access-index.js';
+import { evict, type EvictionPolicy } from './eviction.js';
+import { reconcile } from './reconcile.js';
+
+/** What gc removes, and why. */
+export type RemovalKind = 'leftover' | 'orphan' | 'expired' | 'evicted';
+
+/** One thing removed (or, in a dry run, to be removed). */
+export interface Removal {
+  kind: RemovalKind;
+  /** A digest, or a local file path for leftovers. */
+  what: string;
+  bytes: number;
+}
+
+/** The outcome of a run. */
+export interface GcReport {
+  removals: Removal[];
+  /** Bytes freed (or to be freed). */
+  bytes: number;
+  /** Index corrections: content found that it did not know, and rows of content already gone. */
+  indexAdded: number;
+  indexDropped: number;
+}
+
+/** What gc works on. */
+export interface GcOptions {
+  dataDir: string;
+  /** Where spool files are (default `<dataDir>/_spool`). */
+  spoolDir?: string | undefined;
+  storage: StorageDriver;
+  index: AccessIndex;
+  policy: EvictionPolicy;
+  /** A mirror is serving the folder now: spare what it touched within `graceMs`. */
+  serverRunning: boolean;
+  graceMs: number;
+  dryRun: boolean;
+  now?: () => number;
+}
+
+/** Runs gc; see the module comment. */
+export async function collectGarbage(options: GcOptions): Promise<GcReport> {
+  const now = (options.now ?? Date.now)();
+  const recent = (at: number): boolean => options.serverRunning && at > now - options.graceMs;
+  const removals: Removal[] = [];
+
+  for (const dir of [options.spoolDir ?? join(options.dataDir, '_spool'), join(options.dataDir, '_staging')]) {
+    for (const leftover of await leftovers(dir)) {
+      if (recent(leftover.modifiedAt)) continue;
+      if (!options.dryRun) await rm(leftover.path, { force: true });
+      removals.push({ kind: 'leftover', what: leftover.path, bytes: leftover.bytes });
+    }
+  }
+
+  const { index, storage } = options;
+  const { present, added, dropped } = await reconcile(index, storage, () => now);
+  const linked = await linkedDigests(storage);
+  const orphans = [...present].filter((digest) => !linked.has(digest)).flatMap((digest) => {
+    const row = index.get(digest);
+    return row && !recent(row.accessedAt) ? [row] : [];
+  });
+  const removedOrphans = options.dryRun ? orphans : index.removeUnchanged(orphans);
+  if (!options.dryRun) await Promise.all(removedOrphans.map((row) => storage.delete(blobKey(row.digest))));
+  removals.push(...removedOrphans.map((row) => ({ kind: 'orphan' as const, what: row.digest, bytes: row.size })));
+
+  const orphanDigests = new Set(orphans.map((row) => row.digest));
+  const victims = await evict(index, storage, {
+    policy: options.policy,
+    now,
+    dryRun: options.dryRun,
+    // A dry run has removed no orphan: do not count one twice.
+    keep: (row) => recent(row.accessedAt) || (options.dryRun && orphanDigests.has(row.digest)),
+  });
+  removals.push(...victims.map((v) => ({ kind: v.reason === 'age' ? ('expired' as const) : ('evicted' as const), what: v.digest, bytes: v.size })));
+
+  return { removals, bytes: removals.reduce((sum, r) => sum + r.bytes, 0), indexAdded: added, indexDropped: dropped.length };
+}
+
+/** Files under a local work folder, with size and modification time. */
+async function leftovers(dir: string): Promise<{ path: string; bytes: number; modifiedAt: number }[]> {
+  const names = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
+  const found = [];
+  for (const name of names) {
+    const path = join(dir, String(name));
+    const s = await stat(path).catch(() => undefined);
+    if (s?.isFile()) found.push({ path, bytes: s.size, modifiedAt: s.mtimeMs });
+  }
+  return found;
+}
+
+/** Every digest some repository links to (`_blobs/` and `_manifests/` links). */
+async function linkedDigests(storage: StorageDriver): Promise<Set<string>> {
+  const linked = new Set<string>();
+  for await (const key of storage.list('repositories/')) {
+    const m = /\/_(?:blobs|manifests)\/([a-z0-9]+)\/([a-f0-9]+)$/.exec(key);
+    if (m) linked.add(`${m[1]}:${m[2]}`);
+  }
+  return linked;
+}

@@ -1,0 +1,153 @@
+/**
+ * The cache lifecycle inside a running mirror: opens the access index (building it from storage
+ * when missing or damaged), flushes the request path's notes every second, and evicts in the
+ * background — expired content, and least-recently-used content while over the size limit —
+ * never touching a blob that is being streamed or downloaded.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { ContentUse } from '../cache/blobs.js';
+import type { Digest } from '../oci/digest.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { AccessIndex } from './access-index.js';
+import { evict, hasLimits, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
+import { reconcile } from './reconcile.js';
+import { liveServer, markServing, type ServerMark } from './server-mark.js';
+
+/** The folder of the access index and the server mark, inside the cache folder. */
+export function indexDir(dataDir: string): string {
+  return join(dataDir, '_index');
+}
+
+/** The access index file. */
+export function indexFile(dataDir: string): string {
+  return join(indexDir(dataDir), 'cache.db');
+}
+
+/**
+ * Opens the index for a CLI tool (gc, ls) that may run beside a serving mirror; a damaged index is
+ * rebuilt only when no mirror is alive. Also says which mirror serves the folder, if one does.
+ */
+export async function openIndexBeside(dataDir: string): Promise<{ index: AccessIndex; server: ServerMark | undefined }> {
+  const server = await liveServer(indexDir(dataDir));
+  return { index: AccessIndex.open(indexFile(dataDir), { repair: server === undefined }), server };
+}
+
+/** Dependencies and settings of the lifecycle. */
+export interface CacheLifecycleOptions {
+  /** The cache folder (`storage.path`); the index lives in its `_index/`. */
+  dataDir: string;
+  storage: StorageDriver;
+  policy: EvictionPolicy;
+  logger: Logger;
+  /** Called after each eviction pass that removed something, per reason. */
+  onEvicted?: ((reason: EvictionReason, objects: number, bytes: number) => void) | undefined;
+  /** How often notes are written to the index and the size checked (default 1 s). */
+  flushIntervalMs?: number | undefined;
+  /** How often expired content is looked for (default 1 min). */
+  agePassIntervalMs?: number | undefined;
+  now?: () => number;
+}
+
+/** The index and background eviction of one mirror process. */
+export class CacheLifecycle {
+  private timer: NodeJS.Timeout | undefined;
+  private evicting: Promise<Victim[]> | undefined;
+  private lastAgePass = 0;
+  private inUse: (digest: Digest) => boolean = () => false;
+  private closed = false;
+
+  private constructor(
+    private readonly options: CacheLifecycleOptions,
+    private readonly index: AccessIndex,
+    private readonly unmark: () => Promise<void>,
+    private readonly background: Promise<void>,
+    private readonly now: () => number,
+  ) {}
+
+  /** Opens the index for a mirror; awaits a rebuild when there was no usable index. */
+  static async open(options: CacheLifecycleOptions): Promise<CacheLifecycle> {
+    const { dataDir, storage, logger } = options;
+    const now = options.now ?? Date.now;
+    await mkdir(indexDir(dataDir), { recursive: true });
+    const unmark = await markServing(indexDir(dataDir));
+    const index = AccessIndex.open(indexFile(dataDir), { repair: true, owner: true, now });
+    const check = async (): Promise<void> => {
+      const { added, dropped } = await reconcile(index, storage, now);
+      logger.info({ added, dropped: dropped.length, ...index.usage() }, `access index ${index.state === 'new' ? 'built from storage' : 'reconciled with storage'}`);
+    };
+    let background = Promise.resolve();
+    // A new index must be complete before sizes mean anything; an unclean one is nearly right.
+    if (index.state === 'new') await check();
+    else if (index.state === 'unclean') background = check().catch((err: unknown) => logger.warn({ err }, 'access index reconciliation failed'));
+    return new CacheLifecycle(options, index, unmark, background, now);
+  }
+
+  /** Where the caches report content use. */
+  get use(): ContentUse {
+    return this.index;
+  }
+
+  /** Bytes and count of the content in the cache, as indexed. */
+  usage(): { bytes: number; objects: number } {
+    return this.index.usage();
+  }
+
+  /** Starts flushing and evicting; `inUse` names the blobs that must not be deleted now. */
+  start(inUse: (digest: Digest) => boolean): void {
+    this.inUse = inUse;
+    this.lastAgePass = this.now();
+    this.timer = setInterval(() => this.tick(), this.options.flushIntervalMs ?? 1_000);
+    this.timer.unref();
+  }
+
+  /** Runs an eviction pass now (or joins the one running); resolves with what was evicted. */
+  evictNow(): Promise<Victim[]> {
+    this.evicting ??= this.pass().finally(() => (this.evicting = undefined));
+    return this.evicting;
+  }
+
+  /** Stops the timer, waits for work under way, writes the last notes and closes the index. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    await Promise.allSettled([this.evicting, this.background]);
+    this.index.close();
+    await this.unmark();
+  }
+
+  private tick(): void {
+    try {
+      this.index.flush();
+    } catch (err) {
+      this.options.logger.warn({ err }, 'access index: notes not written, retrying'); // e.g. gc held the lock
+      return;
+    }
+    const { policy } = this.options;
+    if (this.evicting || !hasLimits(policy)) return;
+    const over = policy.maxSize !== undefined && this.index.usage().bytes > policy.maxSize;
+    const ageDue = policy.maxAge !== undefined && this.now() - this.lastAgePass >= (this.options.agePassIntervalMs ?? 60_000);
+    if (over || ageDue) void this.evictNow().catch((err: unknown) => this.options.logger.warn({ err }, 'eviction failed'));
+  }
+
+  private async pass(): Promise<Victim[]> {
+    if (this.closed) return [];
+    this.lastAgePass = this.now();
+    const victims = await evict(this.index, this.options.storage, {
+      policy: this.options.policy,
+      now: this.now(),
+      keep: (row) => this.inUse(row.digest),
+    });
+    for (const reason of ['size', 'age'] as const) {
+      const some = victims.filter((v) => v.reason === reason);
+      if (some.length === 0) continue;
+      const bytes = some.reduce((sum, v) => sum + v.size, 0);
+      this.options.onEvicted?.(reason, some.length, bytes);
+      const left = this.index.usage();
+      this.options.logger.info({ reason, objects: some.length, bytes, cacheBytes: left.bytes, cacheObjects: left.objects }, 'evicted');
+    }
+    return victims;
+  }
+}

@@ -1,0 +1,194 @@
+// The access index, eviction policy, reconciliation and gc against a real filesystem store (no registry).
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { digestOf, type Digest } from '../../src/oci/digest.js';
+import { AccessIndex } from '../../src/lifecycle/access-index.js';
+import { evict } from '../../src/lifecycle/eviction.js';
+import { collectGarbage } from '../../src/lifecycle/gc.js';
+import { indexFile } from '../../src/lifecycle/lifecycle.js';
+import { reconcile } from '../../src/lifecycle/reconcile.js';
+import { FilesystemDriver } from '../../src/storage/filesystem.js';
+import { blobKey, blobLinkKey } from '../../src/storage/keys.js';
+import { tempDir } from '../support/index.js';
+
+/** A store with an index on a fake clock. */
+async function setup(): Promise<{ dir: string; storage: FilesystemDriver; index: AccessIndex; clock: { t: number }; reopen: () => AccessIndex }> {
+  const dir = tempDir('lifecycle');
+  const storage = new FilesystemDriver(dir);
+  await storage.init();
+  const clock = { t: 1_000 };
+  const reopen = (): AccessIndex => AccessIndex.open(indexFile(dir), { repair: true, owner: true, now: () => clock.t });
+  return { dir, storage, index: reopen(), clock, reopen };
+}
+
+/** Stores `size` bytes of content and tells the index, at the clock's time. */
+async function put(storage: FilesystemDriver, index: AccessIndex, seed: string, size: number): Promise<Digest> {
+  const data = Buffer.alloc(size, seed);
+  const digest = digestOf(data);
+  await storage.put(blobKey(digest), data);
+  index.stored(digest, size);
+  return digest;
+}
+
+describe('access index', () => {
+  it('keeps notes in memory until flushed, and survives a restart', async () => {
+    const { storage, index, clock, reopen } = await setup();
+    const a = await put(storage, index, 'a', 100);
+    index.accessed(a);
+    index.pulled('quay.io', 'team/app', 'v1');
+    expect(index.usage()).toEqual({ bytes: 0, objects: 0 });
+    expect(index.pending).toBe(3);
+    clock.t = 2_000;
+    index.accessed(a);
+    index.flush();
+    expect(index.pending).toBe(0);
+    expect(index.usage()).toEqual({ bytes: 100, objects: 1 });
+    expect(index.get(a)).toMatchObject({ size: 100, storedAt: 1_000, accessedAt: 2_000, hits: 2 });
+    index.close();
+
+    const again = reopen();
+    expect(again.state).toBe('clean');
+    expect(again.get(a)).toMatchObject({ size: 100, accessedAt: 2_000 });
+    expect(again.pulls()).toEqual([{ upstream: 'quay.io', repository: 'team/app', tag: 'v1', pulledAt: 1_000, pulls: 1 }]);
+    again.close();
+  });
+
+  it('says unclean after a mirror did not close it, and new when the file is damaged', async () => {
+    const { dir, storage, index, reopen } = await setup();
+    expect(index.state).toBe('new');
+    const a = await put(storage, index, 'a', 10);
+    index.flush();
+    const second = reopen(); // the first was never closed: as after kill -9
+    expect(second.state).toBe('unclean');
+    second.close();
+    index.close();
+
+    await writeFile(indexFile(dir), 'not a database, not at all'.repeat(200));
+    for (const suffix of ['-wal', '-shm']) await writeFile(indexFile(dir) + suffix, '').catch(() => undefined);
+    expect(() => AccessIndex.open(indexFile(dir), { repair: false })).toThrow(/damaged/);
+    const repaired = reopen();
+    expect(repaired.state).toBe('new');
+    expect(repaired.get(a)).toBeUndefined();
+    const found = await reconcile(repaired, storage);
+    expect(found.added).toBe(1);
+    expect(repaired.get(a)?.size).toBe(10);
+    repaired.close();
+  });
+
+  it('reconciles: adds content it did not know, drops rows of content that is gone', async () => {
+    const { storage, index, clock } = await setup();
+    const kept = await put(storage, index, 'k', 5);
+    const gone = await put(storage, index, 'g', 7);
+    index.flush();
+    await storage.delete(blobKey(gone));
+    const unknown = digestOf(Buffer.from('u'));
+    await storage.put(blobKey(unknown), Buffer.from('u'));
+    clock.t = 5_000;
+    const result = await reconcile(index, storage, () => clock.t);
+    expect([result.added, result.dropped]).toEqual([1, [gone]]);
+    expect(index.get(unknown)).toMatchObject({ size: 1, accessedAt: 5_000 });
+    expect(index.get(kept)).toBeDefined();
+    expect(index.usage()).toEqual({ bytes: 6, objects: 2 });
+    index.close();
+  });
+});
+
+describe('eviction', () => {
+  it('evicts by last access, not by when content was stored, down to the low-water mark', async () => {
+    const { storage, index, clock } = await setup();
+    const digests: Digest[] = [];
+    for (const seed of ['a', 'b', 'c', 'd']) {
+      clock.t += 10;
+      digests.push(await put(storage, index, seed, 100));
+    }
+    const [a, b, c, d] = digests as [Digest, Digest, Digest, Digest];
+    clock.t += 10;
+    index.accessed(a); // a is the oldest stored but now the most recently used
+    const victims = await evict(index, storage, { policy: { maxSize: 350, lowWater: 0.6 }, now: clock.t });
+    expect(victims.map((v) => [v.digest, v.reason])).toEqual([[b, 'size'], [c, 'size']]);
+    expect(await storage.stat(blobKey(b))).toBeUndefined();
+    expect(await storage.stat(blobKey(a))).toBeDefined();
+    expect(await storage.stat(blobKey(d))).toBeDefined();
+    expect(index.usage()).toEqual({ bytes: 200, objects: 2 });
+    index.close();
+  });
+
+  it('evicts content nobody pulled for maxAge, and leaves what is in use', async () => {
+    const { storage, index, clock } = await setup();
+    const old = await put(storage, index, 'o', 10);
+    const busy = await put(storage, index, 'b', 10);
+    clock.t += 60_000;
+    const fresh = await put(storage, index, 'f', 10);
+    const victims = await evict(index, storage, { policy: { lowWater: 0.9, maxAge: 30_000 }, now: clock.t, keep: (row) => row.digest === busy });
+    expect(victims.map((v) => [v.digest, v.reason])).toEqual([[old, 'age']]);
+    expect(await storage.stat(blobKey(busy))).toBeDefined();
+    expect(index.get(fresh)).toBeDefined();
+    const dry = await evict(index, storage, { policy: { lowWater: 0.9, maxAge: 30_000 }, now: clock.t, dryRun: true });
+    expect(dry.map((v) => v.digest)).toEqual([busy]);
+    expect(await storage.stat(blobKey(busy))).toBeDefined();
+    index.close();
+  });
+
+  it('keeps its notes and totals right while another process (gc) removes rows', async () => {
+    const { dir, storage, index, clock } = await setup();
+    const a = await put(storage, index, 'a', 10);
+    const b = await put(storage, index, 'b', 20);
+    index.flush();
+    const other = AccessIndex.open(indexFile(dir), { repair: false });
+    clock.t += 1;
+    index.accessed(a); // pending in the mirror while gc removes b and a
+    expect(other.removeUnchanged([other.get(b)!, other.get(a)!]).map((r) => r.digest)).toEqual([b, a]);
+    index.flush(); // an access to a removed row adds nothing back
+    expect(index.usage()).toEqual({ bytes: 0, objects: 0 });
+    other.close();
+    index.close();
+  });
+});
+
+describe('gc', () => {
+  async function withLeftoversAndOrphan(): Promise<Awaited<ReturnType<typeof setup>> & { linked: Digest; orphan: Digest }> {
+    const s = await setup();
+    s.clock.t = Date.now(); // leftovers carry real modification times
+    const linked = await put(s.storage, s.index, 'l', 50);
+    await s.storage.put(blobLinkKey('quay.io', 'team/app', linked), Buffer.alloc(0));
+    const orphan = await put(s.storage, s.index, 'x', 30);
+    s.index.flush();
+    await mkdir(join(s.dir, '_spool'), { recursive: true });
+    await writeFile(join(s.dir, '_spool', 'dead-download'), Buffer.alloc(1000));
+    await writeFile(join(s.dir, '_staging', 'dead-put'), Buffer.alloc(24));
+    return { ...s, linked, orphan };
+  }
+
+  it('removes leftovers and orphans; a dry run only says so', async () => {
+    const s = await withLeftoversAndOrphan();
+    const options = { dataDir: s.dir, storage: s.storage, index: s.index, policy: { lowWater: 0.9 }, serverRunning: false, graceMs: 600_000, now: () => s.clock.t };
+    const dry = await collectGarbage({ ...options, dryRun: true });
+    expect(dry.removals.map((r) => r.kind).sort()).toEqual(['leftover', 'leftover', 'orphan']);
+    expect(dry.bytes).toBe(1054);
+    expect(await readdir(join(s.dir, '_spool'))).toHaveLength(1);
+
+    const real = await collectGarbage({ ...options, dryRun: false });
+    expect(real.removals.find((r) => r.kind === 'orphan')?.what).toBe(s.orphan);
+    expect(real.bytes).toBe(1054);
+    expect(await readdir(join(s.dir, '_spool'))).toEqual([]);
+    expect(await readdir(join(s.dir, '_staging'))).toEqual([]);
+    expect(await s.storage.stat(blobKey(s.orphan))).toBeUndefined();
+    expect(await s.storage.stat(blobKey(s.linked))).toBeDefined();
+    s.index.close();
+  });
+
+  it('while a mirror serves, spares what it touched within the grace period', async () => {
+    const s = await withLeftoversAndOrphan();
+    const options = { dataDir: s.dir, storage: s.storage, index: s.index, policy: { lowWater: 0.9 }, serverRunning: true, graceMs: 600_000, dryRun: false };
+    const fresh = await collectGarbage({ ...options, now: () => s.clock.t });
+    expect(fresh.removals).toEqual([]); // a download may be under way; a link may be about to be written
+    const past = new Date(s.clock.t - 3_600_000);
+    await utimes(join(s.dir, '_spool', 'dead-download'), past, past);
+    const later = await collectGarbage({ ...options, now: () => s.clock.t });
+    expect(later.removals.map((r) => r.kind)).toEqual(['leftover']);
+    const muchLater = await collectGarbage({ ...options, now: () => s.clock.t + 3_600_000 });
+    expect(muchLater.removals.map((r) => [r.kind, r.what])).toEqual([['leftover', join(s.dir, '_staging', 'dead-put')], ['orphan', s.orphan]]);
+    s.index.close();
+  });
+});
