@@ -3,9 +3,12 @@
 import { Command } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { registerClientConfig, registerSetup } from './client-config.js';
+import { registerGc } from './gc.js';
+import { registerLs } from './ls.js';
 import { registerServe, registerVerify } from './serve.js';
 import { registerTls } from './tls.js';
 import { registerStats } from './stats.js';
+import { registerWarm } from './warm.js';
 
 const program = new Command('regmirror')
   .description('A pull-through cache for many container registries in one process')
@@ -17,6 +20,9 @@ registerTls(program);
 registerStats(program);
 registerClientConfig(program);
 registerSetup(program);
+registerGc(program);
+registerWarm(program);
+registerLs(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) {
