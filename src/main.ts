@@ -98,7 +98,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   const api = new RegistryApi({ blobs, manifests, lists });
   const account = createRequestObserver(metrics, logger, config.log.accessLog);
   // The status page names repositories, which /metrics never does: only on a listener of its own.
-  const statusPage = config.admin.address === undefined ? undefined : new StatusPage({ snapshot: () => takeSnapshot({ tracker: status, metrics }) });
+  const statusPage = config.admin.address === undefined ? undefined : new StatusPage({ snapshot: () => takeSnapshot({ tracker: status, metrics, cacheLimitBytes: maxSize }) });
   const deps = {
     router,
     api,

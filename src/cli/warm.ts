@@ -194,5 +194,6 @@ function renderBar(_options: cliProgress.Options, params: cliProgress.Params, pa
   const rate = params.value / Math.max(seconds, 0.001);
   const eta = rate > 0 && params.total > params.value ? `ETA ${formatDuration((params.total - params.value) / rate)}` : '';
   const label = payload.label.length > 40 ? `…${payload.label.slice(-39)}` : payload.label.padEnd(40);
+  if (params.total === 0 && payload.status) return `${label} ${payload.status}`; // failed before its size was known
   return `${label} ${'█'.repeat(filled)}${'░'.repeat(width - filled)} ${formatBytes(params.value)} / ${formatBytes(params.total)}  ${formatBytes(rate)}/s  ${eta} ${payload.status ?? ''}`;
 }

@@ -1,12 +1,14 @@
 // The access index, eviction policy, reconciliation and gc against a real filesystem store (no registry).
 import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { digestOf, type Digest } from '../../src/oci/digest.js';
 import { AccessIndex } from '../../src/lifecycle/access-index.js';
 import { evict } from '../../src/lifecycle/eviction.js';
 import { collectGarbage } from '../../src/lifecycle/gc.js';
-import { indexFile } from '../../src/lifecycle/lifecycle.js';
+import { CacheLifecycle, indexDir, indexFile } from '../../src/lifecycle/lifecycle.js';
+import { liveServer } from '../../src/lifecycle/server-mark.js';
 import { reconcile } from '../../src/lifecycle/reconcile.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { blobKey, blobLinkKey } from '../../src/storage/keys.js';
@@ -190,5 +192,49 @@ describe('gc', () => {
     const muchLater = await collectGarbage({ ...options, now: () => s.clock.t + 3_600_000 });
     expect(muchLater.removals.map((r) => [r.kind, r.what])).toEqual([['leftover', join(s.dir, '_staging', 'dead-put')], ['orphan', s.orphan]]);
     s.index.close();
+  });
+});
+
+describe('cache lifecycle in a mirror', () => {
+  const logger = pino({ level: 'silent' });
+
+  it('builds the index from storage for a cache folder without one, and marks the folder as served', async () => {
+    const dir = tempDir('lifecycle-old');
+    const storage = new FilesystemDriver(dir);
+    await storage.init();
+    for (const seed of ['a', 'b', 'c']) {
+      const data = Buffer.alloc(10, seed);
+      await storage.put(blobKey(digestOf(data)), data);
+    }
+    const lifecycle = await CacheLifecycle.open({ dataDir: dir, storage, policy: { lowWater: 0.9 }, logger });
+    expect(lifecycle.usage()).toEqual({ bytes: 30, objects: 3 });
+    expect(await liveServer(indexDir(dir))).toMatchObject({ pid: process.pid });
+    await lifecycle.close();
+    expect(await liveServer(indexDir(dir))).toBeUndefined();
+  });
+
+  it('evicts in the background when over its limit, leaving what is in use', async () => {
+    const dir = tempDir('lifecycle-bg');
+    const storage = new FilesystemDriver(dir);
+    await storage.init();
+    const evicted: number[] = [];
+    const lifecycle = await CacheLifecycle.open({
+      dataDir: dir, storage, policy: { maxSize: 250, lowWater: 0.5 }, logger, flushIntervalMs: 20,
+      onEvicted: (_reason, objects) => evicted.push(objects),
+    });
+    const digests: Digest[] = [];
+    for (const seed of ['a', 'b', 'c']) {
+      const data = Buffer.alloc(100, seed);
+      digests.push(digestOf(data));
+      await storage.put(blobKey(digestOf(data)), data);
+      lifecycle.use.stored(digestOf(data), 100);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    lifecycle.start((digest) => digest === digests[0]); // the oldest is being streamed
+    for (let i = 0; i < 100 && evicted.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(lifecycle.usage()).toEqual({ bytes: 100, objects: 1 });
+    expect(evicted).toEqual([2]);
+    expect(await storage.stat(blobKey(digests[0]!))).toBeDefined();
+    await lifecycle.close();
   });
 });
