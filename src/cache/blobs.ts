@@ -137,6 +137,7 @@ export class BlobCache {
     const { storage, metadata, redirectSeconds } = this.options;
     if (redirectSeconds === undefined || !storage.presignGet) return undefined;
     if (!(await metadata.hasBlobLink(upstream, repository, digest)) || !(await storage.stat(blobKey(digest)))) return undefined;
+    this.options.use?.accessed(digest); // served, though not through this process: still a use for LRU
     return storage.presignGet(blobKey(digest), redirectSeconds);
   }
 

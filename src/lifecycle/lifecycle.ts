@@ -75,12 +75,14 @@ export class CacheLifecycle {
     const index = AccessIndex.open(indexFile(dataDir), { repair: true, owner: true, now });
     const check = async (): Promise<void> => {
       const { added, dropped } = await reconcile(index, storage, now);
-      logger.info({ added, dropped: dropped.length, ...index.usage() }, `access index ${index.state === 'new' ? 'built from storage' : 'reconciled with storage'}`);
+      const how = { new: 'built from storage', clean: 'checked against storage', unclean: 'reconciled with storage after an unclean stop' }[index.state];
+      logger.info({ added, dropped: dropped.length, ...index.usage() }, `access index ${how}`);
     };
     let background = Promise.resolve();
-    // A new index must be complete before sizes mean anything; an unclean one is nearly right.
+    // A new index must be complete before sizes mean anything. Any other is nearly right, but content
+    // committed while the last mirror was closing (or killed) may be missing: reconcile meanwhile.
     if (index.state === 'new') await check();
-    else if (index.state === 'unclean') background = check().catch((err: unknown) => logger.warn({ err }, 'access index reconciliation failed'));
+    else background = check().catch((err: unknown) => logger.warn({ err }, 'access index reconciliation failed'));
     return new CacheLifecycle(options, index, unmark, background, now);
   }
 
