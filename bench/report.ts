@@ -45,7 +45,7 @@ export interface Row {
   regmirror?: number | undefined;
   distribution?: number | undefined;
   limit?: number | undefined;
-  /** regmirror / distribution and regmirror / limit. */
+  /** regmirror / distribution and regmirror / limit: medians of the per-round ratios (see roundRatio). */
   vsPeer?: number | undefined;
   vsLimit?: number | undefined;
   targets: Target[];
@@ -77,6 +77,18 @@ export function median(values: number[]): number | undefined {
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
   a === undefined || b === undefined || b === 0 ? undefined : a / b;
 
+/**
+ * regmirror / other: the median of the per-round ratios when both were measured every round (the
+ * two runs of a round are seconds apart, so they share the machine's mood), else the ratio of the
+ * aggregates (peaks, single values).
+ */
+function roundRatio(spec: RowSpec, s: Partial<Record<Column, number[]>>, other: Column, a: number | undefined, b: number | undefined): number | undefined {
+  const mine = s.regmirror ?? [];
+  const theirs = s[other] ?? [];
+  if (spec.aggregate === 'max' || mine.length < 2 || mine.length !== theirs.length) return ratio(a, b);
+  return median(mine.map((v, i) => v / theirs[i]!));
+}
+
 /** A target on a ratio of this row: `against` column, `op`, threshold. */
 export function ratioTarget(row: Row, against: 'distribution' | 'limit', op: '>=' | '<=', threshold: number): Target {
   const value = against === 'distribution' ? row.vsPeer : row.vsLimit;
@@ -105,8 +117,8 @@ export function buildRows(specs: RowSpec[], samples: Samples, previous: Map<stri
       regmirror: pick('regmirror'), distribution: pick('distribution'), limit: pick('limit'),
       targets: [], samples: s, previous: previous.get(spec.id),
     };
-    row.vsPeer = ratio(row.regmirror, row.distribution);
-    row.vsLimit = ratio(row.regmirror, row.limit);
+    row.vsPeer = roundRatio(spec, s, 'distribution', row.regmirror, row.distribution);
+    row.vsLimit = roundRatio(spec, s, 'limit', row.regmirror, row.limit);
     rows.set(spec.id, row);
   }
   for (const spec of specs) {

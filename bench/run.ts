@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { coldNotes, runColdPulls, runColdStampede } from './cold.js';
 import { buildRows, formatTable, previousValues, Samples, writeResults } from './report.js';
 import { deriveSamples, misses, rowSpecs } from './rows.js';
+import { runScript } from './script.js';
 import { startDistributionProxy, startNginx, startRegmirror } from './servers.js';
 import { benchSettings, formatSize } from './settings.js';
 import { startUpstream } from './upstream.js';
@@ -33,7 +34,7 @@ async function main(): Promise<void> {
     throw new Error('dist/cli/main.js is missing: run `npm run build` first (npm run bench does)');
   }
   const samples = new Samples();
-  console.log(`regmirror bench: ${settings.quick ? 'quick, ' : ''}${settings.rounds} round(s), ${settings.seconds} s runs, blobs ${formatSize(settings.smallBlob)} / ${formatSize(settings.midBlob)} / ${formatSize(settings.bigBlob)}`);
+  console.log(`regmirror bench: ${settings.quick ? 'quick, ' : ''}${settings.rounds}/${settings.coldRounds}/${settings.stampedeRounds} rounds (warm/cold/stampede), ${settings.seconds} s runs, blobs ${formatSize(settings.smallBlob)} / ${formatSize(settings.midBlob)} / ${formatSize(settings.bigBlob)}`);
 
   console.log('seeding the upstream registry');
   const upstream = await startUpstream(settings);
@@ -41,11 +42,10 @@ async function main(): Promise<void> {
     console.log(`[${elapsed()}] warm workloads (1-3)`);
     const regmirror = await startRegmirror(upstream.registry.url);
     const distribution = await startDistributionProxy(upstream.registry.url);
-    const nginx = await startNginx([
-      { urlPath: upstream.big.blobPath, file: upstream.big.layer.path, contentType: 'application/octet-stream' },
-      { urlPath: upstream.small.blobPath, file: upstream.small.layer.path, contentType: 'application/octet-stream' },
-      { urlPath: upstream.small.manifestPath, file: upstream.small.manifestFile, contentType: upstream.small.image.mediaType },
-    ]);
+    const nginx = await startNginx([upstream.big, upstream.small].flatMap((i) => [
+      { urlPath: i.blobPath, file: i.layer.path, contentType: 'application/octet-stream' },
+      { urlPath: i.manifestPath, file: i.manifestFile, contentType: i.image.mediaType },
+    ]));
     try {
       await runWarmWorkloads(settings, { regmirror, distribution, limit: nginx }, upstream, samples);
     } finally {
@@ -84,10 +84,4 @@ async function main(): Promise<void> {
   console.log(`[${elapsed()}] results written to ${path}`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runScript(main);

@@ -12,7 +12,7 @@ import { exited, freePort, spawnTracked, startRegistry, tempDir } from '../test/
 import { pidListeningOn, processName } from './memory.js';
 
 /** The regmirror entry point; BENCH_REGMIRROR points at another build (a scratch copy) to compare. */
-const REGMIRROR_MAIN = process.env.BENCH_REGMIRROR ?? fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+export const REGMIRROR_MAIN = process.env.BENCH_REGMIRROR ?? fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
 /** A server under test. */
 export interface BenchServer {
@@ -37,20 +37,26 @@ async function waitUntilAnswering(url: string, exit: Promise<unknown>, what: str
   throw new Error(`${what} did not answer at ${url} within 20 s`);
 }
 
-/**
- * Starts regmirror with a fresh, empty cache, mirroring docker.io from `upstreamUrl`.
- * BENCH_NODE_FLAGS adds node options (e.g. `--cpu-prof --cpu-prof-dir=DIR`).
- */
-export async function startRegmirror(upstreamUrl: string): Promise<BenchServer> {
+/** How to run regmirror. */
+export interface RegmirrorOptions {
+  /** Its CLI entry point (default REGMIRROR_MAIN). */
+  main?: string;
+  /** Options for node (default: BENCH_NODE_FLAGS, space-separated), e.g. `--cpu-prof --cpu-prof-dir=DIR`. */
+  nodeFlags?: string[];
+}
+
+/** Starts regmirror with a fresh, empty cache, mirroring docker.io from `upstreamUrl`. */
+export async function startRegmirror(upstreamUrl: string, opts: RegmirrorOptions = {}): Promise<BenchServer> {
+  const main = opts.main ?? REGMIRROR_MAIN;
+  const nodeFlags = opts.nodeFlags ?? (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   const dir = tempDir('bench-regmirror');
   const logPath = join(dir, 'regmirror.log');
-  const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const log = openSync(logPath, 'a');
     const child = spawnTracked(process.execPath, [
-      ...nodeFlags, REGMIRROR_MAIN, 'serve',
+      ...nodeFlags, main, 'serve',
       '--listen', `127.0.0.1:${port}`, '--data', join(dir, 'data'), '--upstream', `docker.io=${upstreamUrl}`, '--log-level', 'warn',
     ], { stdio: ['ignore', log, log] });
     closeSync(log);

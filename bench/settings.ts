@@ -1,14 +1,19 @@
 /**
  * What one bench run does: blob sizes, rounds and durations, from the environment.
  *   BENCH_QUICK=1   a smoke run: small blobs, short runs, one round (about a minute)
- *   BENCH_ROUNDS=N  rounds of every workload (default 3; 1 when quick)
- *   BENCH_SECONDS=N seconds of each timed load run (default 5; 2 when quick)
+ *   BENCH_ROUNDS=N  rounds of every workload (default: 5 warm, 3 of workload 4, 2 of workload 5; 1 when quick)
+ *   BENCH_SECONDS=N seconds of each timed load run (default 3; 2 when quick)
  */
 
 /** The sizes and timings of a run. */
 export interface BenchSettings {
   quick: boolean;
+  /** Rounds of workloads 1-3 (short runs: many alternations beat long runs on a noisy machine). */
   rounds: number;
+  /** Rounds of workload 4 (each a fresh mirror per pull). */
+  coldRounds: number;
+  /** Rounds of workload 5 (the slowest: Distribution fetches the blob once per client). */
+  stampedeRounds: number;
   /** Seconds of each wrk run (workloads 2 and 3) and of each single-client series (workload 1). */
   seconds: number;
   /** Bytes of the one layer of the small image (workloads 2 and 3). */
@@ -38,10 +43,13 @@ function positiveInt(name: string, fallback: number): number {
 /** Reads the settings from the environment. */
 export function benchSettings(): BenchSettings {
   const quick = process.env.BENCH_QUICK === '1';
+  const rounds = (full: number): number => positiveInt('BENCH_ROUNDS', quick ? 1 : full);
   return {
     quick,
-    rounds: positiveInt('BENCH_ROUNDS', quick ? 1 : 3),
-    seconds: positiveInt('BENCH_SECONDS', quick ? 2 : 5),
+    rounds: rounds(5),
+    coldRounds: rounds(3),
+    stampedeRounds: rounds(2),
+    seconds: positiveInt('BENCH_SECONDS', quick ? 2 : 3),
     smallBlob: 5 * MB,
     bigBlob: quick ? 50 * MB : 500 * MB,
     midBlob: quick ? 10 * MB : 100 * MB,
