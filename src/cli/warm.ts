@@ -23,6 +23,7 @@ interface WarmFlags {
   mirror?: string;
   config?: string;
   data?: string;
+  user?: string;
   concurrency: string;
 }
 
@@ -38,6 +39,7 @@ export function registerWarm(program: Command): void {
     .option('-m, --mirror <url>', 'a running mirror, e.g. http://127.0.0.1:5000')
     .option('-c, --config <file>', 'without --mirror: configuration file (YAML); default: the embedded one')
     .option('-d, --data <dir>', 'without --mirror: cache folder (storage.path)')
+    .option('-u, --user <name:password>', 'credentials for a mirror that asks clients to log in (access.htpasswd)')
     .option('--concurrency <n>', 'blob downloads at once', '4')
     .action(async (args: string[], opts: WarmFlags) => {
       const fail = (message: string): never => program.error(`regmirror warm: ${message}`);
@@ -60,7 +62,8 @@ export function registerWarm(program: Command): void {
       const started = Date.now();
       let results;
       try {
-        results = await warmImages(images, { mirrorUrl: target.url, platforms, concurrency, reporter });
+        const headers = opts.user && opts.mirror ? { authorization: `Basic ${Buffer.from(opts.user).toString('base64')}` } : undefined;
+        results = await warmImages(images, { mirrorUrl: target.url, platforms, concurrency, reporter, headers });
       } finally {
         reporter.stop();
         await target.close();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  exited, isBlobGet, seedImage, skopeoCopyToDir, startFaultyUpstream, startRegistry, tempDir,
+  exited, isBlobGet, run, seedImage, skopeoCopyToDir, startFaultyUpstream, startRegistry, tempDir,
   type FaultyUpstream, type Registry, type SeededImage,
 } from '../support/index.js';
 import { spawnMirror } from '../harness/process-mirror.js';
@@ -71,6 +71,22 @@ describe('regmirror warm', () => {
       expect(bad.stderr).toMatch(new RegExp(`${UPSTREAM}/team/nothing:v1: manifest v1: 404`));
     } finally {
       await fresh.close();
+    }
+  });
+
+  it('logs in to a mirror that asks clients for credentials', async () => {
+    const htpasswd = join(tempDir('warm-auth'), 'htpasswd');
+    await writeFile(htpasswd, await run('htpasswd', ['-Bbn', '-C', '5', 'ci', 's3cret']));
+    const guarded = await startLimitedMirror(upstream.url, {}, { htpasswd });
+    try {
+      const refused = await regmirror(['warm', '--mirror', guarded.url, `${UPSTREAM}/team/single:v1`]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`${UPSTREAM}/team/single:v1: manifest v1: 401 UNAUTHORIZED`);
+      const warm = await regmirror(['warm', '--mirror', guarded.url, '--user', 'ci:s3cret', `${UPSTREAM}/team/single:v1`]);
+      expect([warm.code, warm.stderr]).toEqual([0, '']);
+      for (const blob of single.blobs) expect(await isCached(guarded.dataDir, blob.digest)).toBe(true);
+    } finally {
+      await guarded.close();
     }
   });
 

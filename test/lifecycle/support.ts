@@ -22,12 +22,13 @@ export interface LimitedMirror {
 }
 
 /** Starts a mirror of `upstreamUrl` as quay.io with `storage` settings (path: a new temp folder unless given). */
-export async function startLimitedMirror(upstreamUrl: string, storage: ConfigInput['storage'] = {}): Promise<LimitedMirror> {
+export async function startLimitedMirror(upstreamUrl: string, storage: ConfigInput['storage'] = {}, access: ConfigInput['access'] = {}): Promise<LimitedMirror> {
   const dataDir = storage?.path ?? tempDir('lifecycle-data');
   const config = parseConfig({
     version: 1,
     listeners: [{ address: '127.0.0.1:0' }],
     storage: { ...storage, path: dataDir },
+    access,
     log: { level: process.env.REGMIRROR_TEST_LOG ?? 'silent' },
     upstreams: { [UPSTREAM]: { url: upstreamUrl } },
   });
