@@ -5,6 +5,7 @@ import { parseDuration } from '../config/units.js';
 import { collectGarbage, type GcReport } from '../lifecycle/gc.js';
 import { openIndexBeside } from '../lifecycle/lifecycle.js';
 import { openStorage } from '../main.js';
+import { S3Driver } from '../storage/s3.js';
 import { formatBytes } from '../web/assets/format.js';
 
 /** Adds `gc` to the program. */
@@ -22,11 +23,12 @@ export function registerGc(program: Command): void {
       const config = loadConfig(opts.config, { data: opts.data });
       const { maxSize, lowWater, maxAge } = config.storage;
       const { index, server } = await openIndexBeside(config.storage.path);
+      const storage = openStorage(config.storage);
       try {
         const report = await collectGarbage({
           dataDir: config.storage.path,
           spoolDir: config.storage.spoolPath,
-          storage: openStorage(config.storage),
+          storage,
           index,
           policy: { maxSize, lowWater, maxAge },
           serverRunning: server !== undefined,
@@ -37,6 +39,7 @@ export function registerGc(program: Command): void {
         console.log(renderGcReport(report, opts.dryRun ?? false));
       } finally {
         index.close();
+        if (storage instanceof S3Driver) storage.close();
       }
     });
 }
