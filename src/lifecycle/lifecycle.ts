@@ -57,6 +57,7 @@ export class CacheLifecycle {
   private lastAgePass = 0;
   private inUse: (digest: Digest) => boolean = () => false;
   private closed = false;
+  private lastUsage = { bytes: 0, objects: 0 };
 
   private constructor(
     private readonly options: CacheLifecycleOptions,
@@ -91,9 +92,15 @@ export class CacheLifecycle {
     return this.index;
   }
 
-  /** Bytes and count of the content in the cache, as indexed. */
+  /** Bytes and count of the content in the cache, as indexed (notes so far included: exact at a scrape). */
   usage(): { bytes: number; objects: number } {
-    return this.index.usage();
+    if (this.closed) return this.lastUsage;
+    try {
+      this.index.flush();
+    } catch {
+      // written at the next tick
+    }
+    return (this.lastUsage = this.index.usage());
   }
 
   /** Starts flushing and evicting; `inUse` names the blobs that must not be deleted now. */
