@@ -15,6 +15,10 @@ import Database from 'better-sqlite3';
 import type { Digest } from '../oci/digest.js';
 import type { ContentUse } from '../cache/blobs.js';
 
+/** How long, and how many, accesses of content not stored yet are remembered (downloads take a while). */
+const UNMATCHED_MS = 15 * 60_000;
+const UNMATCHED_MAX = 10_000;
+
 /** Bump when the tables change: an index of another version is rebuilt. */
 const SCHEMA_VERSION = '1';
 
@@ -91,8 +95,10 @@ interface PendingAccess {
 export class AccessIndex implements ContentUse {
   private readonly now: () => number;
   private pendingAccess = new Map<string, PendingAccess>();
-  private pendingStored = new Map<string, { size: number; at: number }>();
+  private pendingStored = new Map<string, { size: number; storedAt: number; accessedAt: number }>();
   private pendingPulls = new Map<string, PullRow>();
+  /** Accesses of content not in storage yet (a download under way): the time they happened, for `stored`. */
+  private readonly unmatched = new Map<string, number>();
   private readonly statements;
 
   private constructor(
@@ -150,9 +156,15 @@ export class AccessIndex implements ContentUse {
     }
   }
 
-  /** Notes that content was added to storage (memory only). */
+  /**
+   * Notes that content was added to storage (memory only). Its last access is when a client asked
+   * for it, not when its download finished, so eviction order does not depend on download times.
+   */
   stored(digest: Digest, size: number): void {
-    this.pendingStored.set(digest, { size, at: this.now() });
+    const asked = this.pendingAccess.get(digest)?.at ?? this.unmatched.get(digest);
+    this.unmatched.delete(digest);
+    const now = this.now();
+    this.pendingStored.set(digest, { size, storedAt: now, accessedAt: asked ?? now });
   }
 
   /** Notes a manifest request by tag (memory only). */
@@ -177,14 +189,29 @@ export class AccessIndex implements ContentUse {
     if (this.pending === 0) return;
     const [stored, access, pulls] = [this.pendingStored, this.pendingAccess, this.pendingPulls];
     const { store, touch, pull } = this.statements;
+    const unmatched: [string, number][] = [];
     this.db.transaction(() => {
-      for (const [digest, s] of stored) store.run(digest, s.size, s.at, s.at);
-      for (const [digest, a] of access) touch.run(a.at, a.hits, digest);
+      for (const [digest, s] of stored) store.run(digest, s.size, s.storedAt, s.accessedAt);
+      for (const [digest, a] of access) if (touch.run(a.at, a.hits, digest).changes === 0) unmatched.push([digest, a.at]);
       for (const p of pulls.values()) pull.run(p.upstream, p.repository, p.tag, p.pulledAt, p.pulls);
     })();
+    this.remember(unmatched);
     this.pendingStored = new Map();
     this.pendingAccess = new Map();
     this.pendingPulls = new Map();
+  }
+
+  /** Keeps accesses of content not stored yet, for a while and in bounded memory. */
+  private remember(unmatched: [string, number][]): void {
+    for (const [digest, at] of unmatched) {
+      this.unmatched.delete(digest); // re-inserted last: the map stays in time order
+      this.unmatched.set(digest, at);
+    }
+    const tooOld = this.now() - UNMATCHED_MS;
+    for (const [digest, at] of this.unmatched) {
+      if (at >= tooOld && this.unmatched.size <= UNMATCHED_MAX) break;
+      this.unmatched.delete(digest);
+    }
   }
 
   /** Bytes and count of the content indexed (flushed). */

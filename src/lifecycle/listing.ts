@@ -18,7 +18,7 @@ export interface TagListing {
   digest: string;
   /** Bytes of the tag's content that are cached. */
   bytes: number;
-  /** `complete`: every piece is cached; `partial`: some were evicted; `evicted`: not even the manifest is. */
+  /** `complete`: everything pulled is cached; `partial`: some of it was evicted; `evicted`: not even the manifest is. */
   cached: 'complete' | 'partial' | 'evicted';
   /** When a client last asked for the tag (ms since the epoch), if the index knows. */
   lastPulled: number | undefined;
@@ -65,26 +65,31 @@ class Sizes {
     private readonly index: AccessIndex,
   ) {}
 
-  /** Cached bytes of everything `digest` names, and how many of its pieces are missing. */
+  /**
+   * Cached bytes of everything `digest` names, and how many of its pieces are missing. A platform
+   * manifest of an index that is not cached counts as never pulled (clients pull one platform),
+   * not as missing.
+   */
   async of(digest: string): Promise<{ bytes: number; missing: number; total: number }> {
     const seen = new Set<string>();
     let bytes = 0;
     let missing = 0;
-    const visit = async (d: string, isManifest: boolean): Promise<void> => {
+    const visit = async (d: string, kind: 'root' | 'platform' | 'blob'): Promise<void> => {
       if (seen.has(d)) return;
-      seen.add(d);
       const size = await this.size(d);
+      if (size === undefined && kind === 'platform') return;
+      seen.add(d);
       if (size === undefined) {
         missing++;
         return;
       }
       bytes += size;
-      if (!isManifest) return;
+      if (kind === 'blob') return;
       const doc = await this.document(d);
-      for (const child of doc?.manifests ?? []) if (validDigest(child)) await visit(child.digest, true);
-      for (const blob of [doc?.config, ...(doc?.layers ?? [])]) if (validDigest(blob)) await visit(blob.digest, false);
+      for (const child of doc?.manifests ?? []) if (validDigest(child)) await visit(child.digest, 'platform');
+      for (const blob of [doc?.config, ...(doc?.layers ?? [])]) if (validDigest(blob)) await visit(blob.digest, 'blob');
     };
-    await visit(digest, true);
+    await visit(digest, 'root');
     return { bytes, missing, total: seen.size };
   }
 

@@ -5,12 +5,27 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isBlobGet, seedImage, startCountingRelay, startRegistry, type Registry, type Relay, type SeededImage } from '../support/index.js';
 import { sha256 } from '../harness/http.js';
+import { AccessIndex } from '../../src/lifecycle/access-index.js';
+import { indexFile } from '../../src/lifecycle/lifecycle.js';
+import { listCache } from '../../src/lifecycle/listing.js';
+import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { isCached, metric, pullImage, startLimitedMirror, UPSTREAM, waitFor, type LimitedMirror } from './support.js';
 
 let registry: Registry;
 let relay: Relay;
 const images: Record<'a' | 'b' | 'c' | 'd' | 'big', SeededImage> = {} as never;
 const LAYER = 1_000_000;
+
+/** What `regmirror ls` says of each repository's tag v1. */
+async function cachedState(dataDir: string): Promise<Record<string, string>> {
+  const index = AccessIndex.open(indexFile(dataDir), { repair: false });
+  try {
+    const listings = await listCache(new FilesystemDriver(dataDir), index);
+    return Object.fromEntries(listings.map((l) => [l.repository, l.cached]));
+  } finally {
+    index.close();
+  }
+}
 
 const layerOf = (image: SeededImage): string => image.blobs.reduce((x, y) => (y.size > x.size ? y : x)).digest;
 const blobGetsOf = (digest: string): number => relay.count((r) => isBlobGet(r) && r.path.includes(digest));
@@ -54,6 +69,7 @@ describe('size limit', () => {
     expect([await cached(images.a), await cached(images.b), await cached(images.c)]).toEqual([true, false, true]);
     for (const blob of images.b.blobs) expect(await isCached(mirror.dataDir, blob.digest)).toBe(false);
     expect(await isCached(mirror.dataDir, images.b.manifestDigest)).toBe(false);
+    expect(await cachedState(mirror.dataDir)).toEqual({ 'team/a': 'complete', 'team/b': 'evicted', 'team/c': 'complete' });
     expect(await metric(mirror.url, 'regmirror_evicted_bytes_total')).toBeGreaterThanOrEqual(LAYER);
     expect(await metric(mirror.url, 'regmirror_cache_limit_bytes')).toBe(maxSize);
 
@@ -65,24 +81,33 @@ describe('size limit', () => {
   });
 
   it('serves a manifest whose layers were evicted, and fetches the layers again', async () => {
-    await waitFor('back under the limit', async () => (await size()) <= maxSize);
-    // Touch only a's manifest: its config and layer become the least recently used content.
-    await sleep(5);
-    const manifest = await fetch(`${mirror.url}/v2/${images.a.repo}/manifests/v1?ns=${UPSTREAM}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
-    expect(manifest.status).toBe(200);
-    await manifest.arrayBuffer();
-    const evictions = await metric(mirror.url, 'regmirror_evictions_total');
-    await pullImage(mirror.url, images.d);
-    await waitFor('eviction', async () => (await metric(mirror.url, 'regmirror_evictions_total')) > evictions);
-    expect(await isCached(mirror.dataDir, images.a.manifestDigest)).toBe(true);
-    expect(await cached(images.a)).toBe(false);
+    const fresh = await startLimitedMirror(relay.url, { maxSize, lowWater: '90%' });
+    const pullCommitted = async (image: SeededImage): Promise<void> => {
+      await pullImage(fresh.url, image);
+      await waitFor('the layer stored', () => isCached(fresh.dataDir, layerOf(image)));
+      await sleep(5);
+    };
+    try {
+      await pullCommitted(images.a);
+      await pullCommitted(images.c);
+      // Touch only a's manifest: a's config and layer are now the least recently used content.
+      const manifest = await fetch(`${fresh.url}/v2/${images.a.repo}/manifests/v1?ns=${UPSTREAM}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      expect([manifest.status, manifest.headers.get('x-regmirror-cache')]).toEqual([200, 'hit']);
+      await manifest.arrayBuffer();
+      await sleep(5);
+      await pullImage(fresh.url, images.d);
+      await waitFor('eviction', async () => (await metric(fresh.url, 'regmirror_evictions_total')) > 0);
+      expect(await isCached(fresh.dataDir, images.a.manifestDigest)).toBe(true);
+      expect([await isCached(fresh.dataDir, layerOf(images.a)), await isCached(fresh.dataDir, layerOf(images.c))]).toEqual([false, true]);
+      expect(await cachedState(fresh.dataDir)).toEqual({ 'team/a': 'partial', 'team/c': 'complete', 'team/d': 'complete' });
 
-    relay.reset();
-    const again = await fetch(`${mirror.url}/v2/${images.a.repo}/manifests/v1?ns=${UPSTREAM}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
-    expect(again.headers.get('x-regmirror-cache')).toBe('hit');
-    await again.arrayBuffer();
-    await pullImage(mirror.url, images.a);
-    expect(blobGetsOf(layerOf(images.a))).toBe(1);
+      relay.reset();
+      await pullImage(fresh.url, images.a);
+      expect(blobGetsOf(layerOf(images.a))).toBe(1);
+      expect(relay.count((r) => r.path.includes('/manifests/'))).toBe(0);
+    } finally {
+      await fresh.close();
+    }
   });
 });
 

@@ -56,6 +56,20 @@ describe('access index', () => {
     again.close();
   });
 
+  it('dates content stored after a download by when a client asked for it, not when the download ended', async () => {
+    const { storage, index, clock } = await setup();
+    const data = Buffer.alloc(10, 'm');
+    const digest = digestOf(data);
+    index.accessed(digest); // a miss: the download starts
+    index.flush(); // nothing to update yet
+    clock.t = 9_000;
+    await storage.put(blobKey(digest), data);
+    index.stored(digest, 10); // committed much later
+    index.flush();
+    expect(index.get(digest)).toMatchObject({ storedAt: 9_000, accessedAt: 1_000 });
+    index.close();
+  });
+
   it('says unclean after a mirror did not close it, and new when the file is damaged', async () => {
     const { dir, storage, index, reopen } = await setup();
     expect(index.state).toBe('new');
