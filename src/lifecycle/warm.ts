@@ -5,6 +5,7 @@
  * (a HEAD says `X-Regmirror-Cache: hit`) are not downloaded again. Blobs shared by several images
  * are fetched once. Failures are per image: the others go on.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { parseDigest } from '../oci/digest.js';
 import { isValidRepositoryName, isValidTag, looksLikeRegistryHost } from '../oci/reference.js';
@@ -66,6 +67,9 @@ interface ManifestDocument {
   config?: Blob;
   layers?: Blob[];
 }
+
+/** How long a downloaded blob may take to be committed by the mirror (verification, fsync, rename or upload). */
+const COMMIT_WAIT_MS = 60_000;
 
 const ACCEPT = [
   'application/vnd.oci.image.index.v1+json',
@@ -214,6 +218,23 @@ class MirrorClient {
       onBytes(chunk.length);
     }
     if (received !== blob.size) throw new Error(`blob ${blob.digest}: got ${received} of ${blob.size} bytes`);
+    await this.untilKept(image, blob);
+  }
+
+  /**
+   * Waits until the mirror says the blob is stored (it commits after the last byte is sent), so
+   * a warmed image is in the cache when warm says so. Mirrors that do not say are not waited for.
+   */
+  private async untilKept(image: ImageRef, blob: Blob): Promise<void> {
+    const deadline = Date.now() + COMMIT_WAIT_MS;
+    for (;;) {
+      const head = await this.send(image, `blobs/${blob.digest}`, 'HEAD');
+      await head.body.dump();
+      const outcome = head.headers['x-regmirror-cache'];
+      if (outcome === undefined || outcome === 'hit') return;
+      if (Date.now() > deadline) throw new Error(`blob ${blob.digest}: downloaded, but the mirror did not keep it (is its disk full?)`);
+      await sleep(100);
+    }
   }
 
   private send(image: ImageRef, path: string, method: 'GET' | 'HEAD', headers: Record<string, string> = {}): ReturnType<typeof request> {
