@@ -11,6 +11,8 @@ import { ManifestCache } from './cache/manifests.js';
 import { resolveCredentials } from './config/credentials.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
+import { Coordination } from './coordination/coordination.js';
+import { resolveRedisPassword } from './coordination/redis.js';
 import { createRequestObserver, type RequestRecord } from './http/access.js';
 import { cidrList } from './http/client-access.js';
 import { HtpasswdAuth } from './http/client-auth.js';
@@ -45,7 +47,8 @@ export interface Mirror {
 export async function startMirror(config: Readonly<Config>, logger: Logger): Promise<Mirror> {
   const storage = openStorage(config.storage);
   await storage.init();
-  const metadata = new MetadataStore(storage);
+  const coordination = config.redis && (await Coordination.open(config.redis, asConfigError(() => resolveRedisPassword(config.redis!)), logger));
+  const metadata = new MetadataStore(storage, coordination?.tags);
 
   const metrics = new Metrics();
   const status = new StatusTracker({ upstreams: Object.keys(config.upstreams) });
@@ -75,7 +78,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     onEvicted: (reason, objects, bytes) => metrics.evicted(reason, objects, bytes),
   });
   metrics.useCacheUsage(() => lifecycle.usage(), maxSize);
-  const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: config.storage.spoolPath ?? join(config.storage.path, '_spool'), redirectSeconds: config.storage.redirect ? PRESIGNED_URL_SECONDS : undefined, logger, events: metrics.blobCacheEvents(), use: lifecycle.use });
+  const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: config.storage.spoolPath ?? join(config.storage.path, '_spool'), redirectSeconds: config.storage.redirect ? PRESIGNED_URL_SECONDS : undefined, logger, events: metrics.blobCacheEvents(), use: lifecycle.use, fleet: coordination?.fleet });
   await blobs.init();
   lifecycle.start((digest) => blobs.inUse(digest));
   const manifests = new ManifestCache({
@@ -144,6 +147,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     await Promise.all([...clients.values()].map((c) => c.close()));
     await lifecycle.close();
     if (storage instanceof S3Driver) storage.close();
+    coordination?.close();
     await Promise.all(tls.map((source) => source?.close()));
     deps.auth?.close();
   };
@@ -153,14 +157,18 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
 /** The storage driver the configuration names. */
 export function openStorage(settings: Config['storage']): FilesystemDriver | S3Driver {
   if (settings.driver === 'filesystem') return new FilesystemDriver(settings.path);
-  let credentials;
+  const credentials = asConfigError(() => resolveS3Credentials(settings.credentials));
+  const { bucket, prefix, endpoint, region, forcePathStyle } = settings;
+  return new S3Driver({ bucket: bucket!, prefix, endpoint, region, forcePathStyle, credentials });
+}
+
+/** Runs `resolve`, turning its error into a ConfigError (a setting that cannot be used). */
+function asConfigError<T>(resolve: () => T): T {
   try {
-    credentials = resolveS3Credentials(settings.credentials);
+    return resolve();
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  const { bucket, prefix, endpoint, region, forcePathStyle } = settings;
-  return new S3Driver({ bucket: bucket!, prefix, endpoint, region, forcePathStyle, credentials });
 }
 
 /** Splits `host:port` (`[v6]:port`, `:port` for every interface). */

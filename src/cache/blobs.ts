@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
+import type { DownloadClaim, DownloadCoordinator } from '../coordination/fleet-flight.js';
 import type { MetadataStore } from '../metadata/records.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
@@ -32,7 +33,8 @@ export interface BlobSource {
 }
 
 interface Download {
-  spool: Promise<SpoolDownload>;
+  /** Undefined when another replica stored the blob while this one waited for it. */
+  spool: Promise<SpoolDownload | undefined>;
   /** The upstream and repository it was fetched for. */
   origin: string;
 }
@@ -71,6 +73,8 @@ export interface BlobCacheOptions {
   events?: BlobCacheEvents | undefined;
   /** Lifetime of presigned blob URLs; unset: blobs are always streamed through this process. */
   redirectSeconds?: number | undefined;
+  /** Single flight across replicas (coordination/); unset: each process downloads on its own. */
+  fleet?: DownloadCoordinator | undefined;
   use?: ContentUse | undefined;
 }
 
@@ -114,9 +118,12 @@ export class BlobCache {
     if (stored) return stored;
     const joinedLater = await this.join(upstream, repository, digest);
     if (joinedLater) return joinedLater;
-    const fetched = fromSpool(await this.startDownload(upstream, repository, digest), 'miss');
-    if (!fetched) throw new RegistryError('UNKNOWN', 'download closed before it could be read');
-    return fetched;
+    const download = await this.startDownload(upstream, repository, digest);
+    const fetched = download && fromSpool(download, 'miss');
+    if (fetched) return fetched;
+    const storedElsewhere = await this.openStored(upstream, repository, digest); // by another replica
+    if (!storedElsewhere) throw new RegistryError('UNKNOWN', 'download closed before it could be read');
+    return { ...storedElsewhere, outcome: 'coalesced' };
   }
 
   /** Joins a download of the blob under way, if there is one that is still readable. */
@@ -124,7 +131,8 @@ export class BlobCache {
     const download = this.downloads.get(digest);
     if (!download) return undefined;
     if (download.origin !== originOf(upstream, repository)) await this.confirmUpstreamHas(upstream, repository, digest);
-    const joined = fromSpool(await download.spool, 'coalesced'); // undefined: committed meanwhile, read storage
+    const spool = await download.spool;
+    const joined = spool && fromSpool(spool, 'coalesced'); // undefined: committed meanwhile, read storage
     if (joined) this.options.events?.joined(upstream);
     return joined;
   }
@@ -144,7 +152,8 @@ export class BlobCache {
   /** Size and outcome for a HEAD, without downloading the blob. */
   async stat(upstream: string, repository: string, digest: Digest): Promise<{ size: number | undefined; outcome: CacheOutcome }> {
     const download = this.downloads.get(digest);
-    if (download && download.origin === originOf(upstream, repository)) return { size: (await download.spool).size, outcome: 'coalesced' };
+    const spool = download && download.origin === originOf(upstream, repository) ? await download.spool : undefined;
+    if (spool) return { size: spool.size, outcome: 'coalesced' };
     const stored = await this.options.storage.stat(blobKey(digest));
     if (stored && (await this.options.metadata.hasBlobLink(upstream, repository, digest))) {
       this.options.use?.accessed(digest);
@@ -216,15 +225,33 @@ export class BlobCache {
     return Number.isFinite(length) ? length : undefined;
   }
 
-  private startDownload(upstream: string, repository: string, digest: Digest): Promise<SpoolDownload> {
-    const spool = this.fetchIntoSpool(upstream, repository, digest);
-    const entry: Download = { spool, origin: originOf(upstream, repository) };
+  private startDownload(upstream: string, repository: string, digest: Digest): Promise<SpoolDownload | undefined> {
+    const started = this.claimAndFetch(upstream, repository, digest);
+    const entry: Download = { spool: started.then((s) => s?.download), origin: originOf(upstream, repository) };
     this.downloads.set(digest, entry);
-    spool.then(
-      (download) => void this.commitWhenVerified(download, entry, upstream, repository, this.beginUpload(download)),
+    started.then(
+      (s) => {
+        if (!s) return void this.downloads.delete(digest);
+        void this.commitWhenVerified(s.download, entry, upstream, repository, this.beginUpload(s.download)).finally(() => s.claim?.release());
+      },
       () => this.downloads.delete(digest),
     );
-    return spool;
+    return entry.spool;
+  }
+
+  /** Fetches once the fleet lets this replica (undefined: another replica stored the blob meanwhile). */
+  private async claimAndFetch(upstream: string, repository: string, digest: Digest): Promise<{ download: SpoolDownload; claim?: DownloadClaim | undefined } | undefined> {
+    const { fleet, storage } = this.options;
+    const claim = await fleet?.claim(digest, async () => (await storage.stat(blobKey(digest))) !== undefined);
+    if (claim === 'stored') return undefined;
+    try {
+      const download = await this.fetchIntoSpool(upstream, repository, digest);
+      claim?.report(() => ({ written: download.written, size: download.expectedSize }));
+      return { download, claim };
+    } catch (err) {
+      claim?.release();
+      throw err;
+    }
   }
 
   private async fetchIntoSpool(upstream: string, repository: string, digest: Digest): Promise<SpoolDownload> {

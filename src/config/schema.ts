@@ -101,6 +101,18 @@ const storage = z
     if (s.driver !== 's3' && s.bucket !== undefined) ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'only the s3 driver uses a bucket (set driver: s3)' });
   });
 
+/** Coordination of replicas on shared storage: fleet-wide single flight and shared tag records. */
+const redis = z
+  .object({
+    url: z.string().regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL'),
+    passwordEnv: z.string().optional(),
+    passwordFile: z.string().optional(),
+    keyPrefix: z.string().default('regmirror:'),
+    lockLease: duration.default(5_000),
+    waitLimit: duration.default(30_000),
+  })
+  .strict();
+
 const cidr = z.string().refine(isCidr, 'must be an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8');
 
 const dnsName = z.string().regex(/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'must be a DNS name, e.g. mirror.example.com');
@@ -165,6 +177,7 @@ export const configSchema = z
       .strict()
       .prefault({}),
     storage: storage.prefault({}),
+    redis: redis.optional(),
     cache: z
       .object({
         tagTTL: duration.default(300_000),

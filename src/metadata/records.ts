@@ -23,6 +23,15 @@ export interface ManifestRecord {
   size: number;
 }
 
+/**
+ * Tag records shared by replicas (coordination/ keeps them in Redis). `get` resolves null for a tag
+ * it does not have and rejects when it cannot answer; either way storage is asked next.
+ */
+export interface SharedTagRecords {
+  get(key: string): Promise<TagRecord | null>;
+  put(key: string, record: TagRecord): Promise<void>;
+}
+
 /** Entries kept in memory per record kind. */
 const MEMORY_ENTRIES = 50_000;
 
@@ -32,17 +41,33 @@ export class MetadataStore {
   private readonly manifests = new LRUCache<string, ManifestRecord>({ max: MEMORY_ENTRIES });
   private readonly blobLinks = new LRUCache<string, true>({ max: MEMORY_ENTRIES });
 
-  constructor(private readonly storage: StorageDriver) {}
+  /** With `sharedTags`, tag records come from there first, so one replica's revalidation serves all. */
+  constructor(
+    private readonly storage: StorageDriver,
+    private readonly sharedTags?: SharedTagRecords,
+  ) {}
 
   /** The tag's record, or undefined when the tag was never resolved. */
   async getTag(upstream: string, repository: string, tag: string): Promise<TagRecord | undefined> {
     const key = tagKey(upstream, repository, tag);
+    if (this.sharedTags) {
+      const shared = await this.sharedTags.get(key).catch(() => undefined); // undefined: unreachable
+      if (shared) return shared;
+      if (shared === null) {
+        // Not shared yet (or lost): storage has the latest, where this process's memory may not.
+        const stored = await this.load(key, this.tags);
+        if (stored) await this.sharedTags.put(key, stored).catch(() => undefined);
+        return stored;
+      }
+    }
     return this.tags.get(key) ?? this.load(key, this.tags);
   }
 
   /** Records what a tag points at. */
   async putTag(upstream: string, repository: string, tag: string, record: TagRecord): Promise<void> {
-    await this.save(tagKey(upstream, repository, tag), record, this.tags);
+    const key = tagKey(upstream, repository, tag);
+    await this.save(key, record, this.tags);
+    await this.sharedTags?.put(key, record).catch(() => undefined); // Redis down: storage has it
   }
 
   /** The repository's record of a manifest, or undefined when it has none. */

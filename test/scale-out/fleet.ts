@@ -64,12 +64,14 @@ export interface FleetMirrorOptions {
   upstreams: ConfigInput['upstreams'];
   redis?: Record<string, unknown>;
   cache?: ConfigInput['cache'];
+  defaultUpstream?: string;
 }
 
 function configFor(options: FleetMirrorOptions, port: number): Record<string, unknown> {
   return {
     version: 1,
     listeners: [{ address: `127.0.0.1:${port}` }],
+    ...(options.defaultUpstream ? { routing: { defaultUpstream: options.defaultUpstream } } : {}),
     storage: { ...options.storage, path: tempDir('replica') },
     cache: options.cache ?? {},
     log: { level: process.env.REGMIRROR_TEST_LOG ?? 'silent' },
