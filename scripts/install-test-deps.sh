@@ -9,6 +9,8 @@ packages=(
   ca-certificates git
   chromium # the status page's browser test (playwright-core drives Debian's chromium)
   pebble # ACME test server for the TLS tests
+  swift swift-proxy swift-object swift-container swift-account memcached # S3 (s3api) for scale-out tests
+  redis-server # fleet coordination tests
   util-linux # setpriv: fixture processes die with the test process
 )
 

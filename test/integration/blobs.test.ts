@@ -23,9 +23,18 @@ async function storedBlobs(): Promise<string[]> {
   return found;
 }
 
-/** Waits until a blob is committed to the store (a client may finish a moment before the commit). */
+/**
+ * Waits until a blob is committed and linked: a client gets its last byte a moment before the
+ * commit, and until the commit ends, requests still join the download ("coalesced").
+ */
 async function waitForStored(digest: string): Promise<void> {
-  for (let i = 0; i < 100 && !(await storedBlobs()).includes(digest); i++) await new Promise((r) => setTimeout(r, 20));
+  let outcome: string | null = null;
+  for (let i = 0; i < 200 && outcome !== 'hit'; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 20));
+    const res = await fetch(blobUrl(digest), { method: 'HEAD' });
+    outcome = res.headers.get('x-regmirror-cache');
+  }
+  expect(outcome).toBe('hit');
   expect(await storedBlobs()).toContain(digest);
 }
 
