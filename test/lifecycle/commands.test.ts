@@ -8,7 +8,12 @@ import {
   type FaultyUpstream, type Registry, type SeededImage,
 } from '../support/index.js';
 import { spawnMirror } from '../harness/process-mirror.js';
-import type { TagListing } from '../../src/lifecycle/listing.js';
+import { renderListing } from '../../src/cli/ls.js';
+import { AccessIndex } from '../../src/lifecycle/access-index.js';
+import { indexFile } from '../../src/lifecycle/lifecycle.js';
+import { listCache, type TagListing } from '../../src/lifecycle/listing.js';
+import { parseImageRef, parsePlatform, warmImages, type WarmReporter } from '../../src/lifecycle/warm.js';
+import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { isCached, pullImage, regmirror, startLimitedMirror, UPSTREAM, type LimitedMirror } from './support.js';
 
 let registry: Registry;
@@ -16,6 +21,7 @@ let upstream: FaultyUpstream;
 let multi: SeededImage;
 let single: SeededImage;
 let mirror: LimitedMirror;
+const silent: WarmReporter = { planned: () => undefined, progress: () => undefined, finished: () => undefined, failed: () => undefined };
 
 /** The config and layer digests of one platform of a seeded multi-platform image, read from the registry. */
 async function platformBlobs(image: SeededImage, platform: string): Promise<string[]> {
@@ -58,8 +64,8 @@ describe('regmirror warm', () => {
   it('picks the platforms asked for, and names each image that failed', async () => {
     const fresh = await startLimitedMirror(upstream.url);
     try {
-      const arm = await regmirror(['warm', '--mirror', fresh.url, '--platform', 'linux/arm64', `${UPSTREAM}/team/multi:v1`]);
-      expect(arm.code).toBe(0);
+      const [arm] = await warmImages([parseImageRef(`${UPSTREAM}/team/multi:v1`)], { mirrorUrl: fresh.url, platforms: [parsePlatform('linux/arm64')], reporter: silent });
+      expect(arm!.error).toBeUndefined();
       for (const digest of await platformBlobs(multi, 'linux/arm64/v8')) expect(await isCached(fresh.dataDir, digest)).toBe(true);
       for (const digest of await platformBlobs(multi, 'linux/amd64')) expect(await isCached(fresh.dataDir, digest)).toBe(false);
 
@@ -79,9 +85,8 @@ describe('regmirror warm', () => {
     await writeFile(htpasswd, await run('htpasswd', ['-Bbn', '-C', '5', 'ci', 's3cret']));
     const guarded = await startLimitedMirror(upstream.url, {}, { htpasswd });
     try {
-      const refused = await regmirror(['warm', '--mirror', guarded.url, `${UPSTREAM}/team/single:v1`]);
-      expect(refused.code).toBe(1);
-      expect(refused.stderr).toContain(`${UPSTREAM}/team/single:v1: manifest v1: 401 UNAUTHORIZED`);
+      const [refused] = await warmImages([parseImageRef(`${UPSTREAM}/team/single:v1`)], { mirrorUrl: guarded.url, platforms: 'all', reporter: silent });
+      expect(refused!.error?.message).toMatch(/^manifest v1: 401 UNAUTHORIZED/);
       const warm = await regmirror(['warm', '--mirror', guarded.url, '--user', 'ci:s3cret', `${UPSTREAM}/team/single:v1`]);
       expect([warm.code, warm.stderr]).toEqual([0, '']);
       for (const blob of single.blobs) expect(await isCached(guarded.dataDir, blob.digest)).toBe(true);
@@ -126,10 +131,15 @@ describe('regmirror ls', () => {
     expect(byRepo.get('team/single')!.lastPulled).toBeGreaterThan(Date.now() - 60_000);
     expect(byRepo.get('team/multi')).toMatchObject({ cached: 'complete' });
 
-    const table = await regmirror(['ls', '--data', mirror.dataDir, '--upstream', UPSTREAM]);
-    expect(table.stdout).toMatch(/UPSTREAM\s+REPOSITORY\s+TAG\s+SIZE\s+CACHED\s+LAST PULLED\s+PULLS/);
-    expect(table.stdout).toMatch(/quay\.io\s+team\/single\s+v1\s+/);
-    expect((await regmirror(['ls', '--data', mirror.dataDir, '--upstream', 'ghcr.io'])).stdout.trim()).toBe('nothing cached yet');
+    const table = renderListing(listings, Date.now(), { bytes: 0, objects: 0 });
+    expect(table).toMatch(/UPSTREAM\s+REPOSITORY\s+TAG\s+SIZE\s+CACHED\s+LAST PULLED\s+PULLS/);
+    expect(table).toMatch(/quay\.io\s+team\/single\s+v1\s+/);
+    const index = AccessIndex.open(indexFile(mirror.dataDir), { repair: false });
+    try {
+      expect(await listCache(new FilesystemDriver(mirror.dataDir), index, { upstream: 'ghcr.io' })).toEqual([]);
+    } finally {
+      index.close();
+    }
   });
 });
 

@@ -63,7 +63,7 @@ export async function isCached(dataDir: string, digest: string): Promise<boolean
 }
 
 /** Polls until `check` holds (or fails the test after `ms`). */
-export async function waitFor(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+export async function waitFor(what: string, check: () => Promise<boolean>, ms = 20_000): Promise<void> {
   const until = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
