@@ -73,22 +73,12 @@ export interface OpenListener {
 
 /** Opens a listener and resolves once it accepts connections. */
 export async function listen(spec: ListenerSpec, deps: ServerDeps): Promise<OpenListener> {
-  const { limits } = deps;
-  const options: ServerOptions = {
-    keepAliveTimeout: limits.keepAliveTimeout,
-    headersTimeout: limits.headersTimeout,
-    requestTimeout: limits.headersTimeout * 2, // requests have no body: the headers are the request
-    maxHeaderSize: limits.maxHeaderBytes,
-    connectionsCheckingInterval: Math.min(30_000, Math.max(250, limits.headersTimeout / 4)),
-  };
-  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    void handle(req, res, spec, deps);
-  };
   const { tls } = spec;
   let server: Server;
   if (tls) {
+    const { limits } = deps;
     // A client that never finishes its handshake is cut off like one that never sends its headers.
-    const https = createHttpsServer({ ...options, handshakeTimeout: limits.headersTimeout, ...tls.current() }, onRequest);
+    const https = createHttpsServer({ ...serverOptions(limits), handshakeTimeout: limits.headersTimeout, ...tls.current() }, requestHandler(spec, deps));
     // New connections get a replaced certificate; open ones keep the one they shook hands with.
     const unsubscribe = tls.onChange((pair) => https.setSecureContext(pair));
     https.once('close', unsubscribe);
@@ -97,26 +87,63 @@ export async function listen(spec: ListenerSpec, deps: ServerDeps): Promise<Open
       deps.logger.debug({ err: err.message, code: err.code }, 'tls handshake failed');
       socket.destroy();
     });
-    server = https;
+    server = closeOnClientError(https, deps.logger);
   } else {
-    server = createServer(options, onRequest);
+    server = createListenerServer(spec, deps);
   }
-  // Garbage on the wire (a TLS ClientHello on a plain port, a half-open scan) just closes the connection.
+  const address = await listenOn(server, spec.host, spec.port);
+  return { server, address, upstream: spec.upstream, tls: tls !== undefined };
+}
+
+/** Node server options from the configured connection limits. */
+export function serverOptions(limits: HttpLimits): ServerOptions {
+  return {
+    keepAliveTimeout: limits.keepAliveTimeout,
+    headersTimeout: limits.headersTimeout,
+    requestTimeout: limits.headersTimeout * 2, // requests have no body: the headers are the request
+    maxHeaderSize: limits.maxHeaderBytes,
+    connectionsCheckingInterval: Math.min(30_000, Math.max(250, limits.headersTimeout / 4)),
+  };
+}
+
+/** The request handler of a listener: access control, admin endpoints, the registry API. */
+export function requestHandler(spec: ListenerSpec, deps: ServerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => void handle(req, res, spec, deps);
+}
+
+/** A plain-HTTP server for a listener (not yet listening). */
+export function createListenerServer(spec: ListenerSpec, deps: ServerDeps): Server {
+  return closeOnClientError(createServer(serverOptions(deps.limits), requestHandler(spec, deps)), deps.logger);
+}
+
+/** Makes protocol garbage (a TLS ClientHello on a plain port, a half-open scan) just close the connection. */
+export function closeOnClientError<T extends Server>(server: T, logger: Logger): T {
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    deps.logger.debug({ err: err.message, code: err.code }, 'client protocol error');
+    logger.debug({ err: err.message, code: err.code }, 'client protocol error');
     const status = CLIENT_ERROR_STATUS[err.code ?? ''] ?? '400 Bad Request';
     // Destroy after writing: a client that never closes its side (slowloris) must not keep the socket.
     if (socket.writable && !err.code?.startsWith('ECONN')) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
     else socket.destroy();
   });
+  return server;
+}
+
+/**
+ * Pending connections the kernel may queue (capped by net.core.somaxconn). Node's default of 511
+ * drops SYNs when a CI fleet connects at once, and each dropped SYN costs a client a 1-3 s retry.
+ */
+const LISTEN_BACKLOG = 4096;
+
+/** Starts `server` listening on host:port; resolves with its address once it accepts connections. */
+export async function listenOn(server: Server, host: string, port: number): Promise<AddressInfo> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(spec.port, spec.host || undefined, () => {
+    server.listen({ port, host: host || undefined, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', reject);
       resolve();
     });
   });
-  return { server, address: server.address() as AddressInfo, upstream: spec.upstream, tls: tls !== undefined };
+  return server.address() as AddressInfo;
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, spec: ListenerSpec, deps: ServerDeps): Promise<void> {
