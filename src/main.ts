@@ -22,6 +22,7 @@ import { MetadataStore } from './metadata/records.js';
 import { CacheLifecycle } from './lifecycle/lifecycle.js';
 import { Metrics } from './metrics/metrics.js';
 import { Router } from './routing/router.js';
+import { openProxy, type OpenProxy } from './proxy/open.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import { S3Driver } from './storage/s3.js';
 import { resolveS3Credentials } from './storage/s3-credentials.js';
@@ -39,6 +40,8 @@ const PRESIGNED_URL_SECONDS = 300;
 /** A running mirror. */
 export interface Mirror {
   listeners: OpenListener[];
+  /** The CONNECT proxy, when `proxy` is configured. */
+  proxy?: OpenProxy | undefined;
   /** Stops accepting requests, lets open ones finish (up to `graceMs`), closes upstream pools. */
   close(graceMs?: number): Promise<void>;
 }
@@ -117,18 +120,18 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   };
   // Operator endpoints ride on the registry listeners unless they have a listener of their own.
   const allowList = (cidrs: readonly string[] | undefined): BlockList | undefined => (cidrs ? cidrList(cidrs) : undefined);
-  const tls = await openListenerTls(config.listeners, logger).catch((err: unknown) => {
-    throw err instanceof TlsError ? new ConfigError(`config error at ${err.message}`) : err;
-  });
+  const tls = await openListenerTls(config.listeners, logger).catch(tlsConfigError);
   const specs = config.listeners.map((l, i) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow), tls: tls[i] }));
   if (config.admin.address !== undefined) specs.push({ ...parseAddress(config.admin.address), upstream: undefined, registry: false, admin: true, allow: allowList(config.admin.allow), tls: undefined });
   const listeners: OpenListener[] = [];
+  let proxy: OpenProxy | undefined;
   try {
     for (const spec of specs) {
       const open = await listen(spec, deps);
       listeners.push(open);
       logger.info({ address: `${open.address.address}:${open.address.port}`, upstream: spec.upstream, registry: spec.registry, admin: spec.admin, tls: open.tls }, 'listening');
     }
+    if (config.proxy) proxy = await openProxy(config.proxy, { server: deps, upstreamFor: (name) => router.lookup(name)?.name, logger }).catch(tlsConfigError);
   } catch (err) {
     await Promise.all(listeners.map((l) => new Promise((resolve) => l.server.close(resolve))));
     await Promise.all(tls.map((source) => source?.close()));
@@ -139,11 +142,11 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   let closing: Promise<void> | undefined;
   const close = async (graceMs: number): Promise<void> => {
     statusPage?.close();
-    await Promise.all(listeners.map((l) => new Promise<void>((resolve) => {
+    await Promise.all([...listeners.map((l) => new Promise<void>((resolve) => {
       l.server.close(() => resolve());
       l.server.closeIdleConnections();
       setTimeout(() => l.server.closeAllConnections(), graceMs).unref();
-    })));
+    })), proxy?.close(graceMs)]);
     await Promise.all([...clients.values()].map((c) => c.close()));
     await lifecycle.close();
     if (storage instanceof S3Driver) storage.close();
@@ -151,7 +154,12 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     await Promise.all(tls.map((source) => source?.close()));
     deps.auth?.close();
   };
-  return { listeners, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
+  return { listeners, proxy, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
+}
+
+/** A certificate or key that cannot be used is a configuration error naming the key and the file. */
+function tlsConfigError(err: unknown): never {
+  throw err instanceof TlsError ? new ConfigError(`config error at ${err.message}`) : err;
 }
 
 /** The storage driver the configuration names. */

@@ -145,6 +145,23 @@ const listenerTls = z
     }
   });
 
+/** A host the proxy serves: a DNS name or IPv4 address, `*.` for its subdomains, `:port` when not 443. */
+const proxyHost = z
+  .string()
+  .regex(/^(\*\.)?([a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?(:\d{1,5})?$/i, 'must be a host, optionally *. before it and :port after it, e.g. ghcr.io, *.docker.io, registry.example.com:8443');
+
+/** The HTTPS forward proxy for clients that take a proxy but no mirror; see docs/transparent-proxy.md. */
+const proxy = z
+  .object({
+    listen: hostPort,
+    hosts: z.array(proxyHost).optional(),
+    caCert: z.string().min(1).default('./tls/ca.crt'),
+    caKey: z.string().min(1).default('./tls/ca.key'),
+    otherHosts: z.enum(['refuse', 'tunnel']).default('refuse'),
+    allow: z.array(cidr).default(['127.0.0.0/8', '::1']),
+  })
+  .strict();
+
 const listener = z
   .object({
     address: hostPort,
@@ -178,6 +195,7 @@ export const configSchema = z
       .prefault({}),
     storage: storage.prefault({}),
     redis: redis.optional(),
+    proxy: proxy.optional(),
     cache: z
       .object({
         tagTTL: duration.default(300_000),

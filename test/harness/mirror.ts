@@ -16,6 +16,8 @@ export interface TestMirror {
   /** host:port of every listener, in config order. */
   hosts: string[];
   dataDir: string;
+  /** 127.0.0.1:PORT of the CONNECT proxy, when one was asked for. */
+  proxyHost?: string;
   mirror: Mirror;
   close(): Promise<void>;
 }
@@ -35,6 +37,8 @@ export interface TestMirrorOptions {
   allow?: string[];
   /** TLS settings of the (first) listener; its url is then https://. */
   tls?: NonNullable<ConfigInput['listeners']>[number]['tls'];
+  /** The `proxy` block; `listen` defaults to a free loopback port. */
+  proxy?: Omit<NonNullable<ConfigInput['proxy']>, 'listen'> & { listen?: string };
   /** Receives the log as JSON lines (at debug level) instead of discarding it. */
   logStream?: NodeJS.WritableStream;
 }
@@ -58,9 +62,11 @@ export async function startTestMirror(options: TestMirrorOptions): Promise<TestM
     access: options.access ?? {},
     log: { level: options.logStream ? 'debug' : (process.env.REGMIRROR_TEST_LOG ?? 'silent') },
     upstreams: options.upstreams,
+    ...(options.proxy ? { proxy: { listen: '127.0.0.1:0', ...options.proxy } } : {}),
   });
   const logger = options.logStream ? pino({ level: config.log.level }, options.logStream) : pino({ level: config.log.level });
   const mirror = await startMirror(config, logger);
   const hosts = mirror.listeners.map((l) => `127.0.0.1:${l.address.port}`);
-  return { url: `${options.tls ? 'https' : 'http'}://${hosts[0]}`, host: hosts[0]!, hosts, dataDir, mirror, close: () => mirror.close(100) };
+  const proxyHost = mirror.proxy && `127.0.0.1:${mirror.proxy.address.port}`;
+  return { url: `${options.tls ? 'https' : 'http'}://${hosts[0]}`, host: hosts[0]!, hosts, dataDir, ...(proxyHost ? { proxyHost } : {}), mirror, close: () => mirror.close(100) };
 }

@@ -1,0 +1,59 @@
+/** Opens the CONNECT proxy of a validated `proxy` block: its CA, its policy, its listener. */
+import type { Logger } from 'pino';
+import { cidrList } from '../http/client-access.js';
+import type { ServerDeps } from '../http/server.js';
+import { TlsError } from '../tls/keypair.js';
+import { HostCertificates } from './certificates.js';
+import { HostPatterns } from './hosts.js';
+import { startProxy, type OpenProxy } from './server.js';
+
+export type { OpenProxy } from './server.js';
+
+/** The `proxy` block as validated (see docs/transparent-proxy.md). */
+export interface ProxySettings {
+  listen: string;
+  hosts?: readonly string[] | undefined;
+  caCert: string;
+  caKey: string;
+  otherHosts: 'tunnel' | 'refuse';
+  allow: readonly string[];
+}
+
+/** What the proxy is opened with. */
+export interface OpenProxyDeps {
+  /** The listeners' dependencies: requests inside intercepted connections are handled by them. */
+  server: ServerDeps;
+  /** The upstream a registry name or host alias means (the router's lookup). */
+  upstreamFor(name: string): string | undefined;
+  logger: Logger;
+}
+
+/** Opens the proxy; a CA that cannot be used throws TlsError `proxy: <file> ...`. */
+export async function openProxy(settings: ProxySettings, deps: OpenProxyDeps): Promise<OpenProxy> {
+  const certificates = await HostCertificates.open({ caCert: settings.caCert, caKey: settings.caKey, logger: deps.logger }).catch((err: unknown) => {
+    throw err instanceof TlsError ? new TlsError(`proxy: ${err.message}`) : err;
+  });
+  try {
+    const at = settings.listen.lastIndexOf(':');
+    const proxy = await startProxy(
+      {
+        host: settings.listen.slice(0, at).replace(/^\[(.*)\]$/, '$1'),
+        port: Number(settings.listen.slice(at + 1)),
+        allow: cidrList(settings.allow),
+        policy: { hosts: settings.hosts && new HostPatterns(settings.hosts), otherHosts: settings.otherHosts, upstreamFor: deps.upstreamFor },
+      },
+      { server: deps.server, certificates },
+    );
+    deps.logger.info({ address: `${proxy.address.address}:${proxy.address.port}`, hosts: settings.hosts ?? 'every upstream', otherHosts: settings.otherHosts, allow: settings.allow }, 'proxy listening');
+    return {
+      address: proxy.address,
+      close: async (graceMs) => {
+        await proxy.close(graceMs);
+        await certificates.close();
+      },
+    };
+  } catch (err) {
+    await certificates.close();
+    throw err;
+  }
+}

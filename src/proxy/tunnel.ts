@@ -1,0 +1,53 @@
+/**
+ * Tunnels: a TCP connection to the host a client named, bytes passed through untouched. The name is
+ * resolved once and that very address is dialled; a host the operator did not list may not lead to
+ * this machine's loopback, link-local or unspecified addresses (the admin port, a local Redis, a
+ * cloud metadata service).
+ */
+import { lookup } from 'node:dns/promises';
+import { connect, type Socket } from 'node:net';
+import { cidrList, listHas } from '../http/client-access.js';
+import type { Authority } from './hosts.js';
+
+const LOCAL = cidrList(['127.0.0.0/8', '0.0.0.0/8', '169.254.0.0/16', '::1/128', '::/128', 'fe80::/10']);
+
+/** A tunnel that cannot be opened; `status` is the proxy's answer to the client. */
+export class TunnelError extends Error {
+  override name = 'TunnelError';
+  constructor(message: string, readonly status: 403 | 502 | 504) {
+    super(message);
+  }
+}
+
+/** How to open a tunnel. */
+export interface TunnelOptions {
+  /** The host was listed by the operator: local addresses are allowed. */
+  listed: boolean;
+  connectTimeoutMs: number;
+}
+
+/** Resolves and connects to `target`; resolves with the connected socket. Throws TunnelError. */
+export async function openTunnel(target: Authority, options: TunnelOptions): Promise<Socket> {
+  let address: string;
+  try {
+    ({ address } = await lookup(target.host));
+  } catch (err) {
+    throw new TunnelError(`cannot resolve ${target.host}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 502);
+  }
+  if (!options.listed && listHas(LOCAL, address)) throw new TunnelError(`${target.host} resolves to a local address (${address})`, 403);
+  const socket = connect({ host: address, port: target.port });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => fail(new TunnelError(`no connection to ${target.host}:${target.port} within ${options.connectTimeoutMs} ms`, 504)), options.connectTimeoutMs);
+    const fail = (err: TunnelError): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    socket.once('error', (err: NodeJS.ErrnoException) => fail(new TunnelError(`cannot connect to ${target.host}:${target.port}: ${err.code ?? err.message}`, 502)));
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+  });
+}
