@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Argument, type Command } from 'commander';
 import { createTwoFilesPatch } from 'diff';
 import {
-  CLIENT_NAMES, ClientConfigError, describeMirror, generateClientConfig, mergeFile, type ClientConfig, type ClientFile, type ClientName,
+  CLIENT_NAMES, ClientConfigError, describeMirror, describeProxy, generateClientConfig, mergeFile, type ClientConfig, type ClientFile, type ClientName,
 } from '../clients/index.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 
@@ -30,6 +30,8 @@ interface CommonOptions {
   url?: string;
   ca?: string;
   wildcard?: boolean;
+  /** `--proxy` (true) or `--proxy URL`. */
+  proxy?: string | boolean;
 }
 
 function addCommonOptions(command: Command): Command {
@@ -38,17 +40,22 @@ function addCommonOptions(command: Command): Command {
     .option('-c, --config <file>', "regmirror's configuration file (YAML); default: the embedded one")
     .option('--url <url>', 'the URL clients use for the mirror (default: the first unpinned listener, https when it has tls; 0.0.0.0 and :: become this host\'s name)')
     .option('--ca <file>', 'CA certificate clients should trust for an https mirror (default: that listener\'s tls.ca)')
-    .option('--wildcard', 'containerd, k3s, rke2: send every other registry to the mirror first too (_default, "*")');
+    .option('--wildcard', 'containerd, k3s, rke2: send every other registry to the mirror first too (_default, "*")')
+    .option('--proxy [url]', 'docker, containerd, podman, cri-o: reach every registry through regmirror\'s proxy (HTTPS_PROXY) instead of a mirror; url default: proxy.listen');
 }
 
 /** Loads the configuration and generates the client's files; client errors become ConfigErrors. */
 function generate(client: ClientName, opts: CommonOptions, configDir?: string): ClientConfig {
   const config = loadConfig(opts.config);
   try {
-    const mirror = describeMirror(config, { url: opts.url, caFile: opts.ca, hostname: hostname() });
+    const proxying = opts.proxy !== undefined && opts.proxy !== false;
+    // With --proxy, --ca is the CA of the proxy's certificates, not of the mirror's listener.
+    const mirror = describeMirror(config, { url: opts.url, caFile: proxying ? undefined : opts.ca, hostname: hostname() });
+    const proxy = proxying ? describeProxy(config, mirror, { url: typeof opts.proxy === 'string' ? opts.proxy : undefined, caFile: opts.ca, hostname: hostname() }) : undefined;
     // Clients resolve a relative CA path against their own folders: give them an absolute one.
     if (mirror.caFile !== undefined) mirror.caFile = resolve(mirror.caFile);
-    return generateClientConfig(client, mirror, { configDir, wildcard: opts.wildcard });
+    if (proxy) proxy.caFile = resolve(proxy.caFile);
+    return generateClientConfig(client, mirror, { configDir, wildcard: opts.wildcard, proxy });
   } catch (err) {
     throw err instanceof ClientConfigError ? new ConfigError(`regmirror: ${err.message}`) : err;
   }

@@ -4,6 +4,7 @@
  */
 import { registryServer, type MirrorDescription } from './mirror.js';
 import { generatedHeader, tomlString, tomlStrings, type ClientConfig, type ClientFile } from './output.js';
+import { proxyClientConfig, systemdProxyDropIn, type ProxyDescription } from './proxy.js';
 
 /** Options of the containerd generator. */
 export interface ContainerdOptions {
@@ -11,6 +12,8 @@ export interface ContainerdOptions {
   configDir?: string;
   /** Also write `_default/hosts.toml`: every other registry tries the mirror first. */
   wildcard?: boolean;
+  /** Go through regmirror's proxy instead of a mirror (configDir is then /etc). */
+  proxy?: ProxyDescription;
 }
 
 /** The `[plugins."<cri>".registry]` table that holds config_path, by config.toml version. */
@@ -35,8 +38,24 @@ export function containerdConfigPathToml(certsDir: string): string {
   return `version = 2\n\n[plugins.${tomlString(plugin!)}.${table}]\n  config_path = ${tomlString(certsDir)}\n`;
 }
 
+/** config.toml with the config_path line (setup sets only that line in an existing file). */
+function configPathFile(path: string, certsDir: string): ClientFile {
+  return {
+    kind: 'text',
+    path,
+    merge: 'containerd-config-toml',
+    needsReload: true,
+    content:
+      generatedHeader('points the CRI plugin (kubelet, crictl) at the hosts.toml files.') +
+      '# `regmirror setup containerd` sets only this line in an existing config.toml; config version 3\n' +
+      `# (containerd 2.x) keeps it in [plugins."io.containerd.cri.v1.images".registry].\n` +
+      containerdConfigPathToml(certsDir),
+  };
+}
+
 /** Generates the certs.d tree and the config.toml snippet. */
 export function containerdConfig(mirror: MirrorDescription, options: ContainerdOptions = {}): ClientConfig {
+  if (options.proxy) return containerdProxyConfig(mirror, options.proxy, options.configDir ?? '/etc');
   const configDir = options.configDir ?? '/etc/containerd';
   const certsDir = `${configDir}/certs.d`;
   const files: ClientFile[] = mirror.registries.map((registry) => ({
@@ -61,17 +80,7 @@ export function containerdConfig(mirror: MirrorDescription, options: ContainerdO
         `${mirrorHostTable(mirror)}\n`,
     });
   }
-  files.push({
-    kind: 'text',
-    path: 'config.toml',
-    merge: 'containerd-config-toml',
-    needsReload: true,
-    content:
-      generatedHeader('points the CRI plugin (kubelet, crictl) at the hosts.toml files.') +
-      '# `regmirror setup containerd` sets only this line in an existing config.toml; config version 3\n' +
-      `# (containerd 2.x) keeps it in [plugins."io.containerd.cri.v1.images".registry].\n` +
-      containerdConfigPathToml(certsDir),
-  });
+  files.push(configPathFile('config.toml', certsDir));
   return {
     configDir,
     files,
@@ -82,4 +91,31 @@ export function containerdConfig(mirror: MirrorDescription, options: ContainerdO
       `config.toml must not also set the deprecated registry.mirrors: containerd refuses both.`,
     ],
   };
+}
+
+/**
+ * containerd through the proxy: HTTPS_PROXY in a systemd drop-in, and a hosts.toml per registry
+ * whose server the proxy intercepts, trusting regmirror's CA for that server only.
+ */
+function containerdProxyConfig(mirror: MirrorDescription, proxy: ProxyDescription, configDir: string): ClientConfig {
+  const certsDir = `${configDir}/containerd/certs.d`;
+  const files: ClientFile[] = [systemdProxyDropIn('containerd', proxy)];
+  for (const registry of mirror.registries) {
+    const server = registryServer(registry);
+    if (!proxy.hosts.includes(new URL(server).host)) continue;
+    files.push({
+      kind: 'text',
+      path: `containerd/certs.d/${registry.name}/hosts.toml`,
+      merge: 'replace',
+      needsReload: false,
+      content:
+        generatedHeader(`containerd trusts regmirror's CA for ${registry.name}, which it reaches through regmirror's proxy.`) +
+        `server = ${tomlString(server)}\nca = ${tomlString(proxy.caFile)}\n`,
+    });
+  }
+  files.push(configPathFile('containerd/config.toml', certsDir));
+  return proxyClientConfig(configDir, files, ['systemctl daemon-reload', 'systemctl restart containerd'], proxy, [
+    'containerd reads HTTPS_PROXY only at start; hosts.toml files are read at every pull.',
+    `ctr does not read config_path: pull with \`ctr images pull --hosts-dir ${certsDir} docker.io/library/alpine:latest\` (ctr also needs HTTPS_PROXY in its own environment).`,
+  ]);
 }

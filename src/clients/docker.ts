@@ -2,14 +2,18 @@
  * dockerd: daemon.json `registry-mirrors`. dockerd uses a mirror for Docker Hub only, at the root
  * URL only, and names no registry in its requests (`/v2/library/alpine/...`): the mirror must route
  * such requests to docker.io, through a listener pinned to it or `routing.defaultUpstream`.
+ * With `--proxy`, dockerd instead reaches every registry through regmirror's CONNECT proxy.
  */
 import { ClientConfigError, type MirrorDescription, type MirrorEndpoint } from './mirror.js';
 import type { ClientConfig, ClientFile } from './output.js';
+import { caCopies, proxyClientConfig, systemdProxyDropIn, type ProxyDescription } from './proxy.js';
 
 /** Options of the dockerd generator. */
 export interface DockerOptions {
-  /** dockerd's configuration folder; default /etc/docker. */
+  /** dockerd's configuration folder; default /etc/docker (with a proxy: /etc, which holds both it and systemd's). */
   configDir?: string;
+  /** Go through regmirror's proxy instead of registry-mirrors. */
+  proxy?: ProxyDescription;
 }
 
 /** The endpoint on which a request naming no registry reaches Docker Hub, if there is one. */
@@ -23,6 +27,7 @@ export function dockerHubEndpoint(mirror: MirrorDescription): MirrorEndpoint | u
 
 /** Generates daemon.json (and the CA copy for an https mirror with a CA). */
 export function dockerConfig(mirror: MirrorDescription, options: DockerOptions = {}): ClientConfig {
+  if (options.proxy) return dockerProxyConfig(options.proxy, options.configDir ?? '/etc');
   const configDir = options.configDir ?? '/etc/docker';
   if (!mirror.registries.some((r) => r.dockerHub)) {
     throw new ClientConfigError('dockerd mirrors only Docker Hub, and this mirror does not serve docker.io');
@@ -61,4 +66,16 @@ export function dockerConfig(mirror: MirrorDescription, options: DockerOptions =
       'registry-mirrors and insecure-registries are reloaded on SIGHUP (systemctl reload docker); no restart needed.',
     ],
   };
+}
+
+/** dockerd through the proxy: HTTPS_PROXY in a systemd drop-in, the CA in certs.d for each intercepted host. */
+function dockerProxyConfig(proxy: ProxyDescription, configDir: string): ClientConfig {
+  return proxyClientConfig(configDir, [systemdProxyDropIn('docker', proxy), ...caCopies('docker/certs.d', proxy)], ['systemctl daemon-reload', 'systemctl restart docker'], proxy, [
+    'dockerd reads HTTPS_PROXY only at start: the restart stops running containers unless live-restore is on.',
+    `The CA copies in docker/certs.d make dockerd trust regmirror's CA for those hosts only; dockerd reads them at every pull.`,
+    'Docker 23 and later also take the proxy in daemon.json: "proxies": {"https-proxy": ..., "no-proxy": ...}, instead of the drop-in.',
+    proxy.hosts.includes('registry-1.docker.io')
+      ? 'registry-mirrors is not needed with the proxy: Docker Hub (registry-1.docker.io) goes through it like every other registry.'
+      : 'Docker Hub (registry-1.docker.io) is not among the proxied hosts: keep registry-mirrors for it (regmirror config docker).',
+  ]);
 }

@@ -3,12 +3,14 @@ import { buildkitConfig } from './buildkit.js';
 import { containerdConfig } from './containerd.js';
 import { dockerConfig } from './docker.js';
 import { k3sConfig } from './k3s.js';
-import type { MirrorDescription } from './mirror.js';
+import { ClientConfigError, type MirrorDescription } from './mirror.js';
 import type { ClientConfig } from './output.js';
 import { podmanConfig } from './podman.js';
+import type { ProxyDescription } from './proxy.js';
 
 export { ClientConfigError, describeMirror, type MirrorDescription, type MirrorLayout } from './mirror.js';
 export { mergeFile } from './merge.js';
+export { describeProxy, type ProxyDescription, type ProxyLayout } from './proxy.js';
 export type { ClientConfig, ClientFile, MergeRule } from './output.js';
 
 /** Options every generator understands (each uses what applies to it). */
@@ -17,6 +19,8 @@ export interface GenerateOptions {
   configDir?: string;
   /** containerd `_default`, k3s/rke2 `"*"`: every other registry tries the mirror first. */
   wildcard?: boolean;
+  /** Reach registries through regmirror's CONNECT proxy instead of a mirror (`--proxy`). */
+  proxy?: ProxyDescription;
 }
 
 type Generator = (mirror: MirrorDescription, options: GenerateOptions) => ClientConfig;
@@ -31,6 +35,9 @@ const GENERATORS = {
   rke2: (mirror, options) => k3sConfig(mirror, { ...options, flavour: 'rke2' }),
 } satisfies Record<string, Generator>;
 
+/** Clients with a `--proxy` variant. */
+const PROXY_CLIENTS = new Set<string>(['docker', 'containerd', 'podman', 'cri-o']);
+
 /** A client `regmirror config` knows. */
 export type ClientName = keyof typeof GENERATORS;
 
@@ -39,5 +46,8 @@ export const CLIENT_NAMES = Object.keys(GENERATORS) as ClientName[];
 
 /** Generates the configuration of one client for the mirror; throws ClientConfigError. */
 export function generateClientConfig(client: ClientName, mirror: MirrorDescription, options: GenerateOptions = {}): ClientConfig {
+  if (options.proxy && !PROXY_CLIENTS.has(client)) {
+    throw new ClientConfigError(`--proxy: not for ${client}, which mirrors every registry itself: use regmirror config ${client} without --proxy`);
+  }
   return GENERATORS[client](mirror, options);
 }

@@ -4,7 +4,8 @@
  * (`mirror:5000/ghcr.io` → `GET /v2/ghcr.io/<repo>/...`). containers/image sends no `ns`.
  */
 import type { MirrorDescription } from './mirror.js';
-import { generatedHeader, tomlString, type ClientConfig, type ClientFile } from './output.js';
+import { generatedHeader, tomlString, tomlStrings, type ClientConfig, type ClientFile } from './output.js';
+import { caCopies, proxyClientConfig, proxyEnvironment, systemdProxyDropIn, type ProxyDescription } from './proxy.js';
 
 /** Options of the podman / CRI-O generator. */
 export interface PodmanOptions {
@@ -12,6 +13,8 @@ export interface PodmanOptions {
   configDir?: string;
   /** CRI-O must be reloaded to see registries.conf changes; podman reads them at every run. */
   crio?: boolean;
+  /** Go through regmirror's proxy instead of a mirror (CRI-O: configDir is then /etc). */
+  proxy?: ProxyDescription;
 }
 
 /** Where the drop-in goes, relative to the configuration folder. */
@@ -28,6 +31,7 @@ function mirrorLocation(mirror: MirrorDescription, registry: string): string | u
 
 /** Generates the registries.conf drop-in (and the CA copy for an https mirror with a CA). */
 export function podmanConfig(mirror: MirrorDescription, options: PodmanOptions = {}): ClientConfig {
+  if (options.proxy) return options.crio ? crioProxyConfig(options.proxy, options.configDir ?? '/etc') : podmanProxyConfig(options.proxy, options.configDir ?? '/etc/containers');
   const configDir = options.configDir ?? '/etc/containers';
   const insecure = mirror.scheme === 'http';
   const tables: string[] = [];
@@ -81,4 +85,32 @@ export function podmanConfig(mirror: MirrorDescription, options: PodmanOptions =
       ...(insecure ? ['With `insecure = true` the client tries https first, then plain http: a TLS hello in regmirror\'s log is expected.'] : []),
     ],
   };
+}
+
+/** Where the proxy drop-in for podman, buildah and skopeo goes, relative to the configuration folder. */
+export const PODMAN_PROXY_DROP_IN = 'containers.conf.d/regmirror-proxy.conf';
+
+/** podman, buildah, skopeo through the proxy: containers.conf's engine env, the CA in certs.d per host. */
+function podmanProxyConfig(proxy: ProxyDescription, configDir: string): ClientConfig {
+  const dropIn: ClientFile = {
+    kind: 'text',
+    path: PODMAN_PROXY_DROP_IN,
+    merge: 'replace',
+    needsReload: false,
+    content:
+      generatedHeader('podman and buildah reach registries through regmirror\'s proxy.') +
+      '# A drop-in for /etc/containers/containers.conf.d/ (or a whole containers.conf: CONTAINERS_CONF).\n' +
+      `[engine]\nenv = ${tomlStrings(proxyEnvironment(proxy))}\n`,
+  };
+  return proxyClientConfig(configDir, [dropIn, ...caCopies('certs.d', proxy)], [], proxy, [
+    'podman and buildah read containers.conf at every run: nothing to reload. Its env is used only where their own environment sets no HTTPS_PROXY or NO_PROXY.',
+    'skopeo does not read containers.conf env: run it with HTTPS_PROXY and NO_PROXY in its environment.',
+  ]);
+}
+
+/** CRI-O through the proxy: a systemd drop-in, the CA in /etc/containers/certs.d per host. */
+function crioProxyConfig(proxy: ProxyDescription, configDir: string): ClientConfig {
+  return proxyClientConfig(configDir, [systemdProxyDropIn('crio', proxy), ...caCopies('containers/certs.d', proxy)], ['systemctl daemon-reload', 'systemctl restart crio'], proxy, [
+    'CRI-O reads HTTPS_PROXY only at start: restart it once; the certs.d copies are read at every pull.',
+  ]);
 }

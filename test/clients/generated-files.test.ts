@@ -11,10 +11,14 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import {
-  CLIENT_NAMES, ClientConfigError, describeMirror, generateClientConfig, type ClientConfig, type ClientName, type GenerateOptions, type MirrorDescription, type MirrorLayout,
+  CLIENT_NAMES, ClientConfigError, describeMirror, describeProxy, generateClientConfig, type ClientConfig, type ClientName, type GenerateOptions, type MirrorDescription, type MirrorLayout, type ProxyLayout,
 } from '../../src/clients/index.js';
+import { HostPatterns, parseAuthority } from '../../src/proxy/hosts.js';
+import { decide } from '../../src/proxy/policy.js';
 import { Router } from '../../src/routing/router.js';
-import { buildkitdToml, containerdConfigToml, containerdHostsToml, dockerDaemonJson, k3sRegistriesYaml, registriesConf } from './schemas.js';
+import {
+  buildkitdToml, containerdConfigToml, containerdHostsToml, containersConf, dockerDaemonJson, k3sRegistriesYaml, registriesConf, systemdEnvironmentDropIn,
+} from './schemas.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');
 
@@ -40,6 +44,20 @@ function render(generated: ClientConfig): Map<string, string> {
   guidance.push(...generated.reload.map((r) => `reload: ${r}`), ...generated.notes.map((n) => `note: ${n}`));
   files.set('guidance.txt', `${guidance.join('\n')}\n`);
   return files;
+}
+
+/** Compares the generated files with the golden files in `dir` (UPDATE_GOLDEN=1 rewrites them). */
+function expectGolden(dir: string, generated: ClientConfig): void {
+  const files = render(generated);
+  if (process.env.UPDATE_GOLDEN) {
+    rmSync(dir, { recursive: true, force: true });
+    for (const [path, content] of files) {
+      mkdirSync(dirname(join(dir, path)), { recursive: true });
+      writeFileSync(join(dir, path), content);
+    }
+  }
+  expect(listFiles(dir).map((path) => relative(dir, path)).sort()).toEqual([...files.keys()].sort());
+  for (const [path, content] of files) expect(content, path).toBe(readFileSync(join(dir, path), 'utf8'));
 }
 
 function listFiles(dir: string): string[] {
@@ -111,17 +129,7 @@ function requestFor(client: ClientName, generated: ClientConfig, registry: strin
 
 describe.each(Object.entries(VARIANTS))('generated client files (%s mirror)', (variant, { mirror, options }) => {
   it.each(CLIENT_NAMES)('%s: matches the golden files', (client) => {
-    const dir = join(GOLDEN, variant, client);
-    const files = render(generateClientConfig(client, mirror, options));
-    if (process.env.UPDATE_GOLDEN) {
-      rmSync(dir, { recursive: true, force: true });
-      for (const [path, content] of files) {
-        mkdirSync(dirname(join(dir, path)), { recursive: true });
-        writeFileSync(join(dir, path), content);
-      }
-    }
-    expect(listFiles(dir).map((path) => relative(dir, path)).sort()).toEqual([...files.keys()].sort());
-    for (const [path, content] of files) expect(content, path).toBe(readFileSync(join(dir, path), 'utf8'));
+    expectGolden(join(GOLDEN, variant, client), generateClientConfig(client, mirror, options));
   });
 
   it.each(CLIENT_NAMES)('%s: parses and fits the documented schema', (client) => {
@@ -194,5 +202,55 @@ describe('the schemas reject what the clients reject', () => {
     ['registries.yaml endpoint without a scheme', k3sRegistriesYaml, { mirrors: { 'x.io': { endpoint: ['m:5000'] } } }],
   ] as const)('%s', (_what, schema, value) => {
     expect((schema as z.ZodType).safeParse(value).success).toBe(false);
+  });
+});
+
+describe('generated client files (--proxy)', () => {
+  const proxyLayout: MirrorLayout & ProxyLayout = {
+    ...layout,
+    upstreams: { 'docker.io': { dockerHubNames: true, hosts: ['registry-1.docker.io', 'index.docker.io'] }, 'ghcr.io': {}, 'quay.io': {}, 'registry.example.com:8443': {} },
+    proxy: { listen: '0.0.0.0:3128', hosts: ['ghcr.io', '*.docker.io', 'registry.example.com:8443'], caCert: '/etc/regmirror/tls/ca.crt', otherHosts: 'refuse' },
+  };
+  const mirror = describeMirror(proxyLayout, { hostname: 'mirror.internal' });
+  const proxy = describeProxy(proxyLayout, mirror, { hostname: 'mirror.internal' });
+  const PROXY_CLIENTS = ['docker', 'containerd', 'podman', 'cri-o'] as const;
+
+  it.each(PROXY_CLIENTS)('%s: matches the golden files', (client) => {
+    expectGolden(join(GOLDEN, 'proxy', client), generateClientConfig(client, mirror, { proxy }));
+  });
+
+  it.each(PROXY_CLIENTS)('%s: parses and fits the documented schema', (client) => {
+    for (const file of generateClientConfig(client, mirror, { proxy }).files) {
+      if (file.kind === 'copy') {
+        expect(file.path).toMatch(/^((docker|containers)\/)?certs\.d\/[^/]+\/ca\.crt$/);
+        expect(file.from).toBe('/etc/regmirror/tls/ca.crt');
+      } else if (file.path.startsWith('systemd/system/')) parsed(systemdEnvironmentDropIn, file.content);
+      else if (file.path.startsWith('containers.conf.d/')) parsed(containersConf, parseToml(file.content));
+      else if (file.path.endsWith('hosts.toml')) expect(parsed(containerdHostsToml, parseToml(file.content)).ca).toBe('/etc/regmirror/tls/ca.crt');
+      else if (file.path.endsWith('config.toml')) parsed(containerdConfigToml, parseToml(file.content));
+      else throw new Error(`no schema for ${file.path}`);
+    }
+  });
+
+  it('names the hosts the proxy intercepts, each for its own upstream, and sends the rest of the mirror around it', () => {
+    expect(proxy).toEqual({
+      url: 'http://mirror.internal:3128',
+      caFile: '/etc/regmirror/tls/ca.crt',
+      hosts: ['ghcr.io', 'index.docker.io', 'registry-1.docker.io', 'registry.example.com:8443'],
+      noProxy: ['localhost', '127.0.0.0/8', '::1', 'mirror.internal'],
+      otherHosts: 'refuse',
+    });
+    const router = new Router(Object.entries(proxyLayout.upstreams).map(([name, u]) => ({ name, hosts: u.hosts ?? [], dockerHubNames: false })));
+    const policy = { hosts: new HostPatterns(proxyLayout.proxy!.hosts!), otherHosts: 'refuse' as const, upstreamFor: (name: string) => router.lookup(name)?.name };
+    const decisions = proxy.hosts.map((host) => decide(parseAuthority(host.includes(':') ? host : `${host}:443`)!, policy));
+    expect(decisions).toEqual(['ghcr.io', 'docker.io', 'docker.io', 'registry.example.com:8443'].map((upstream) => ({ action: 'intercept', upstream })));
+  });
+
+  it('is refused for clients that mirror every registry themselves, and without a proxy block', () => {
+    for (const client of ['buildkit', 'k3s', 'rke2'] as const) {
+      expect(() => generateClientConfig(client, mirror, { proxy })).toThrow(`--proxy: not for ${client}`);
+    }
+    expect(() => describeProxy({ upstreams: {} }, mirror, { hostname: 'm' })).toThrow(/no proxy block/);
+    expect(() => describeProxy(proxyLayout, mirror, { hostname: 'm', url: 'https://m:3128' })).toThrow(/must be http:\/\/host:port/);
   });
 });

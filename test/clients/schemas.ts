@@ -120,3 +120,14 @@ export const k3sRegistriesYaml = z
       .optional(),
   })
   .strict();
+
+/** A `NAME=value` proxy variable as Go's net/http reads it (HTTPS_PROXY, NO_PROXY). */
+const proxyVariable = z.string().regex(/^(HTTPS_PROXY=http:\/\/[^\s/]+:\d+|NO_PROXY=[^\s,]+(,[^\s,]+)*)$/, 'must be HTTPS_PROXY=http://host:port or NO_PROXY=a,b');
+
+/** containers.conf(5), the engine table's env: variables podman and buildah set for themselves. */
+export const containersConf = z.object({ engine: z.object({ env: z.array(proxyVariable) }).strict() }).strict();
+
+/** A systemd drop-in (systemd.exec(5)) that only sets environment variables of the service. */
+export const systemdEnvironmentDropIn = z
+  .string()
+  .refine((text) => text.split('\n').filter((line) => line !== '' && !line.startsWith('#')).every((line, i) => (i === 0 ? line === '[Service]' : /^Environment="([^"]+)"$/.test(line) && proxyVariable.safeParse(/^Environment="([^"]+)"$/.exec(line)![1]).success)), 'must be [Service] then Environment="..." lines');
