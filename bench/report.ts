@@ -151,9 +151,10 @@ function change(row: Row): string {
   return `${pct >= 0 ? '+' : ''}${pct.toFixed(0)}%`;
 }
 
-/** The table as text (or as Markdown, for docs/performance.md). */
+/** The table as text (or as Markdown, for docs/performance.md); the last column only when some row has a previous value. */
 export function formatTable(rows: Row[], markdown = false): string {
-  const header = ['workload', 'metric', 'regmirror', 'distribution', 'nginx/direct', 'rm/dist', 'rm/limit', 'target', 'result', 'vs last'];
+  const compared = rows.some((r) => change(r) !== '');
+  const header = ['workload', 'metric', 'regmirror', 'distribution', 'nginx/direct', 'rm/dist', 'rm/limit', 'target', 'result', ...(compared ? ['vs last'] : [])];
   const lines = rows.map((r) => [
     r.workload,
     `${r.metric} (${r.unit})`,
@@ -164,7 +165,7 @@ export function formatTable(rows: Row[], markdown = false): string {
     x(r.vsLimit),
     r.targets.map((t) => t.text).join('; '),
     verdict(r.targets),
-    change(r),
+    ...(compared ? [change(r)] : []),
   ]);
   if (markdown) {
     const esc = (cell: string): string => cell.replaceAll('|', '\\|');

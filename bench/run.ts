@@ -69,8 +69,10 @@ async function main(): Promise<void> {
   const path = await writeResults({
     meta: {
       date: new Date().toISOString(),
-      commit: gitCommit(),
+      // Only the repository's own build is of its checked-out commit.
+      commit: process.env.BENCH_REGMIRROR ? undefined : gitCommit(),
       regmirror: process.env.BENCH_REGMIRROR ?? 'dist/cli/main.js',
+      nodeFlags: process.env.BENCH_NODE_FLAGS ?? '',
       node: process.version,
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model,
