@@ -51,7 +51,7 @@ describe('load', () => {
     // Two rounds: the first brings memory to its working size; the second must not grow it (no leak).
     const rss: number[] = [];
     for (let round = 0; round < 2; round++) {
-      const output = await run('wrk', ['-t2', '-c1000', `-d${SECONDS / 2}s`, '--timeout', '10s', '-s', script, mirror.url]);
+      const output = await run('wrk', ['-t2', '-c1000', `-d${SECONDS / 2}s`, '--timeout', '30s', '-s', script, mirror.url]);
       const requests = Number(/(\d+) requests in/.exec(output)![1]);
       expect(requests).toBeGreaterThan((SECONDS / 2) * 100);
       expect(output).not.toMatch(/Non-2xx or 3xx responses/);
