@@ -30,6 +30,11 @@ export interface BlobSource {
   release(): void;
   /** Resolves with the final size once the blob is complete (at once for stored blobs). */
   complete(): Promise<number>;
+  /**
+   * Copies bytes at `position` into `buffer` (waiting for them on a cold blob); resolves with their
+   * count, 0 at the end. An alternative to `stream` that lets the caller reuse buffers; then `release`.
+   */
+  read?(buffer: Buffer, position: number): Promise<number>;
 }
 
 interface Download {
@@ -190,6 +195,7 @@ export class BlobCache {
         void opened.close();
       },
       complete: () => Promise.resolve(opened.size),
+      ...(opened.read ? { read: opened.read } : {}),
     };
   }
 
@@ -329,6 +335,7 @@ function fromSpool(download: SpoolDownload, outcome: CacheOutcome): BlobSource |
     size: download.size,
     outcome,
     stream: (start, end) => lease.read(start, end),
+    read: (buffer, position) => lease.readInto(buffer, position),
     release: () => lease.release(),
     complete: async () => {
       await download.done.catch((err: unknown) => {

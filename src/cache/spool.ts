@@ -15,6 +15,8 @@ import { digestAlgorithm, type Digest } from '../oci/digest.js';
 
 /** How much a reader asks of the spool file at once. */
 const READ_CHUNK_BYTES = 256 * 1024;
+/** Bytes received but not yet in the spool file before the download waits for the disk. */
+const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 
 /** Why a spooled download failed. */
 export class SpoolError extends Error {
@@ -33,6 +35,8 @@ type State = 'running' | 'verified' | 'failed';
 /** A reserved read of a spool: `read` follows the spool as it grows; `end` defaults to the last byte. */
 export interface SpoolLease {
   read(start?: number, end?: number): Readable;
+  /** Copies bytes at `position` into `buffer` once they are readable; resolves with their count, 0 at the end. Then `release`. */
+  readInto(buffer: Buffer, position: number): Promise<number>;
   release(): void;
 }
 
@@ -100,6 +104,7 @@ export class SpoolDownload {
         once();
         return new SpoolReader(this, start, end);
       },
+      readInto: (buffer, position) => this.readInto(buffer, position),
       release: () => {
         once();
         this.readerDone();
@@ -118,6 +123,20 @@ export class SpoolDownload {
         const buffer = Buffer.allocUnsafe(length);
         const { bytesRead } = await this.fh.read(buffer, 0, length, position);
         return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+      }
+      if (this.state === 'failed') throw this.failure;
+      await new Promise<void>((resolve) => this.events.once('progress', resolve));
+    }
+  }
+
+  /** See SpoolLease.readInto. */
+  async readInto(buffer: Buffer, position: number): Promise<number> {
+    for (;;) {
+      if (this.state === 'verified' && position >= this.written) return 0;
+      const available = this.readableLimit();
+      if (position < available) {
+        const { bytesRead } = await this.fh.read(buffer, 0, Math.min(buffer.length, available - position), position);
+        return bytesRead;
       }
       if (this.state === 'failed') throw this.failure;
       await new Promise<void>((resolve) => this.events.once('progress', resolve));
@@ -149,22 +168,23 @@ export class SpoolDownload {
   }
 
   private async pump(body: AsyncIterable<Buffer>): Promise<void> {
+    // Write-behind: the download waits for the disk only when MAX_QUEUED_BYTES are queued.
+    const writer = new SpoolWriter(this.fh, () => {
+      this.written = writer.written;
+      this.events.emit('progress');
+    });
+    let received = 0;
     try {
       for await (const chunk of body) {
         this.hash.update(chunk);
-        let offset = 0;
-        while (offset < chunk.length) {
-          const { bytesWritten } = await this.fh.write(chunk, offset, chunk.length - offset, this.written + offset).catch((err: unknown) => {
-            throw new SpoolError(`spool write failed: ${(err as Error).message}`, 'write-failed', { cause: err });
-          });
-          offset += bytesWritten;
-        }
-        this.written += chunk.length;
-        if (this.expectedSize !== undefined && this.written > this.expectedSize) {
+        received += chunk.length;
+        if (this.expectedSize !== undefined && received > this.expectedSize) {
           throw new SpoolError('upstream sent more bytes than announced', 'size-mismatch');
         }
-        this.events.emit('progress');
+        writer.push(chunk);
+        if (writer.queued >= MAX_QUEUED_BYTES) await writer.flushed();
       }
+      await writer.flushed();
       if (this.expectedSize !== undefined && this.written !== this.expectedSize) {
         throw new SpoolError(`upstream sent ${this.written} of ${this.expectedSize} bytes`, 'size-mismatch');
       }
@@ -172,6 +192,7 @@ export class SpoolDownload {
       if (actual !== this.digest) throw new SpoolError(`upstream sent content with digest ${actual}`, 'digest-mismatch');
       this.settle('verified');
     } catch (err) {
+      await writer.flushed().catch(() => undefined);
       this.failure = err instanceof SpoolError ? err : new SpoolError(`download failed: ${(err as Error).message}`, 'upstream-failed', { cause: err });
       this.settle('failed');
       const source = body as { destroy?: (err?: Error) => void };
@@ -222,5 +243,52 @@ class SpoolReader extends Readable {
       this.spool.readerDone();
     }
     callback(err);
+  }
+}
+
+/** Appends chunks to the spool file in the background: one writev at a time, of all that is queued. */
+class SpoolWriter {
+  written = 0;
+  queued = 0;
+  private readonly queue: Buffer[] = [];
+  private running: Promise<void> | undefined;
+  private error: unknown;
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly onWritten: () => void,
+  ) {}
+
+  push(chunk: Buffer): void {
+    if (this.error) throw this.error;
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+    this.running ??= this.drain().then(
+      () => void (this.running = undefined),
+      (err: unknown) => {
+        this.running = undefined;
+        this.error = new SpoolError(`spool write failed: ${(err as Error).message}`, 'write-failed', { cause: err });
+      },
+    );
+  }
+
+  /** Resolves once everything pushed is written; rejects if a write failed. */
+  async flushed(): Promise<void> {
+    while (this.running) await this.running;
+    if (this.error) throw this.error;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0);
+      const bytes = batch.reduce((n, b) => n + b.length, 0);
+      for (let done = 0; done < bytes; ) {
+        const rest = done === 0 ? batch : [Buffer.concat(batch).subarray(done)];
+        done += (await this.fh.writev(rest, this.written + done)).bytesWritten;
+      }
+      this.queued -= bytes;
+      this.written += bytes;
+      this.onWritten();
+    }
   }
 }

@@ -12,6 +12,7 @@ import type { ManifestCache } from '../cache/manifests.js';
 import type { RoutedRequest } from '../routing/router.js';
 import { parseRange } from './range.js';
 import { sendJson } from './respond.js';
+import { sendByReads } from './send-file.js';
 
 /** The caches the API answers from. */
 export interface RegistryApiDeps {
@@ -127,6 +128,10 @@ export class RegistryApi {
     } else {
       res.statusCode = 200;
       if (size !== undefined) res.setHeader('content-length', size);
+    }
+    if (source.read && size !== undefined) {
+      await sendByReads(res, source.read, range?.start ?? 0, range?.end ?? size - 1).finally(() => source.release());
+      return { outcome: source.outcome };
     }
     // A client that leaves early ends the pipeline; the upstream download (if any) carries on.
     await pipeline(source.stream(range?.start, range?.end), res).catch((err: unknown) => {

@@ -12,6 +12,11 @@ export interface ReadHandle {
   stream(start?: number, end?: number): Readable;
   /** Releases the handle when no stream will be made. */
   close(): Promise<void>;
+  /**
+   * Reads into `buffer` at `position`; resolves with the bytes read (0 at the end). Only drivers
+   * with cheap positional reads (the filesystem) have it: callers then reuse their buffers.
+   */
+  read?(buffer: Buffer, position: number): Promise<number>;
 }
 
 /** A place to keep content-addressed blobs and small records. */

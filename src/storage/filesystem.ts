@@ -47,6 +47,7 @@ export class FilesystemDriver implements StorageDriver {
       stream: (start = 0, end = size - 1): ReadStream =>
         createReadStream('', { fd: fh, start, end, highWaterMark: READ_CHUNK_BYTES, autoClose: true }),
       close: () => fh.close(),
+      read: async (buffer, position) => (await fh.read(buffer, 0, buffer.length, position)).bytesRead,
     };
   }
 
