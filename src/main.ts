@@ -24,7 +24,7 @@ import { Metrics } from './metrics/metrics.js';
 import { Router } from './routing/router.js';
 import { openProxy, type OpenProxy } from './proxy/open.js';
 import { FilesystemDriver } from './storage/filesystem.js';
-import { S3Driver } from './storage/s3.js';
+import type { S3Driver } from './storage/s3.js';
 import { resolveS3Credentials } from './storage/s3-credentials.js';
 import { HEALTH_PROBE_KEY } from './storage/keys.js';
 import { TlsError } from './tls/keypair.js';
@@ -48,7 +48,7 @@ export interface Mirror {
 
 /** Starts a mirror for a validated configuration. */
 export async function startMirror(config: Readonly<Config>, logger: Logger): Promise<Mirror> {
-  const storage = openStorage(config.storage);
+  const storage = await openStorage(config.storage);
   await storage.init();
   const coordination = config.redis && (await Coordination.open(config.redis, asConfigError(() => resolveRedisPassword(config.redis!)), logger));
   const metadata = new MetadataStore(storage, coordination?.tags);
@@ -149,7 +149,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     })), proxy?.close(graceMs)]);
     await Promise.all([...clients.values()].map((c) => c.close()));
     await lifecycle.close();
-    if (storage instanceof S3Driver) storage.close();
+    if (!(storage instanceof FilesystemDriver)) storage.close();
     coordination?.close();
     await Promise.all(tls.map((source) => source?.close()));
     deps.auth?.close();
@@ -162,12 +162,16 @@ function tlsConfigError(err: unknown): never {
   throw err instanceof TlsError ? new ConfigError(`config error at ${err.message}`) : err;
 }
 
-/** The storage driver the configuration names. */
-export function openStorage(settings: Config['storage']): FilesystemDriver | S3Driver {
+/**
+ * The storage driver the configuration names. The S3 driver (and the AWS SDK, ~17 MB of RSS) is
+ * loaded only when configured.
+ */
+export async function openStorage(settings: Config['storage']): Promise<FilesystemDriver | S3Driver> {
   if (settings.driver === 'filesystem') return new FilesystemDriver(settings.path);
   const credentials = asConfigError(() => resolveS3Credentials(settings.credentials));
   const { bucket, prefix, endpoint, region, forcePathStyle } = settings;
-  return new S3Driver({ bucket: bucket!, prefix, endpoint, region, forcePathStyle, credentials });
+  const { S3Driver: Driver } = await import('./storage/s3.js');
+  return new Driver({ bucket: bucket!, prefix, endpoint, region, forcePathStyle, credentials });
 }
 
 /** Runs `resolve`, turning its error into a ConfigError (a setting that cannot be used). */

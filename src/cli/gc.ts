@@ -5,7 +5,7 @@ import { parseDuration } from '../config/units.js';
 import { collectGarbage, type GcReport } from '../lifecycle/gc.js';
 import { openIndexBeside } from '../lifecycle/lifecycle.js';
 import { openStorage } from '../main.js';
-import { S3Driver } from '../storage/s3.js';
+import { FilesystemDriver } from '../storage/filesystem.js';
 import { formatBytes } from '../web/assets/format.js';
 
 /** Adds `gc` to the program. */
@@ -23,7 +23,7 @@ export function registerGc(program: Command): void {
       const config = loadConfig(opts.config, { data: opts.data });
       const { maxSize, lowWater, maxAge } = config.storage;
       const { index, server } = await openIndexBeside(config.storage.path);
-      const storage = openStorage(config.storage);
+      const storage = await openStorage(config.storage);
       try {
         const report = await collectGarbage({
           dataDir: config.storage.path,
@@ -39,7 +39,7 @@ export function registerGc(program: Command): void {
         console.log(renderGcReport(report, opts.dryRun ?? false));
       } finally {
         index.close();
-        if (storage instanceof S3Driver) storage.close();
+        if (!(storage instanceof FilesystemDriver)) storage.close();
       }
     });
 }
