@@ -11,8 +11,7 @@ import { ManifestCache } from './cache/manifests.js';
 import { resolveCredentials } from './config/credentials.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { Coordination } from './coordination/coordination.js';
-import { resolveRedisPassword } from './coordination/redis.js';
+import type { Coordination } from './coordination/coordination.js';
 import { createRequestObserver, type RequestRecord } from './http/access.js';
 import { cidrList } from './http/client-access.js';
 import { HtpasswdAuth } from './http/client-auth.js';
@@ -22,7 +21,7 @@ import { MetadataStore } from './metadata/records.js';
 import { CacheLifecycle } from './lifecycle/lifecycle.js';
 import { Metrics } from './metrics/metrics.js';
 import { Router } from './routing/router.js';
-import { openProxy, type OpenProxy } from './proxy/open.js';
+import type { OpenProxy } from './proxy/open.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import type { S3Driver } from './storage/s3.js';
 import { resolveS3Credentials } from './storage/s3-credentials.js';
@@ -50,7 +49,8 @@ export interface Mirror {
 export async function startMirror(config: Readonly<Config>, logger: Logger): Promise<Mirror> {
   const storage = await openStorage(config.storage);
   await storage.init();
-  const coordination = config.redis && (await Coordination.open(config.redis, asConfigError(() => resolveRedisPassword(config.redis!)), logger));
+  // Redis (ioredis, ~25 MB of RSS) is loaded only for a fleet that configures it.
+  const coordination = config.redis && (await openCoordination(config.redis, logger));
   const metadata = new MetadataStore(storage, coordination?.tags);
 
   const metrics = new Metrics();
@@ -131,7 +131,11 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
       listeners.push(open);
       logger.info({ address: `${open.address.address}:${open.address.port}`, upstream: spec.upstream, registry: spec.registry, admin: spec.admin, tls: open.tls }, 'listening');
     }
-    if (config.proxy) proxy = await openProxy(config.proxy, { server: deps, upstreamFor: (name) => router.lookup(name)?.name, logger }).catch(tlsConfigError);
+    if (config.proxy) {
+      // Loaded only when configured: certificate minting pulls in an X.509 library (~15 MB of RSS).
+      const { openProxy } = await import('./proxy/open.js');
+      proxy = await openProxy(config.proxy, { server: deps, upstreamFor: (name) => router.lookup(name)?.name, logger }).catch(tlsConfigError);
+    }
   } catch (err) {
     await Promise.all(listeners.map((l) => new Promise((resolve) => l.server.close(resolve))));
     await Promise.all(tls.map((source) => source?.close()));
@@ -172,6 +176,12 @@ export async function openStorage(settings: Config['storage']): Promise<Filesyst
   const { bucket, prefix, endpoint, region, forcePathStyle } = settings;
   const { S3Driver: Driver } = await import('./storage/s3.js');
   return new Driver({ bucket: bucket!, prefix, endpoint, region, forcePathStyle, credentials });
+}
+
+/** Connects to Redis for fleet coordination. */
+async function openCoordination(settings: NonNullable<Config['redis']>, logger: Logger): Promise<Coordination> {
+  const [{ Coordination: Fleet }, { resolveRedisPassword }] = await Promise.all([import('./coordination/coordination.js'), import('./coordination/redis.js')]);
+  return Fleet.open(settings, asConfigError(() => resolveRedisPassword(settings)), logger);
 }
 
 /** Runs `resolve`, turning its error into a ConfigError (a setting that cannot be used). */

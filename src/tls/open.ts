@@ -1,6 +1,5 @@
 /** Opens the certificate source of each listener that serves HTTPS. */
 import type { Logger } from 'pino';
-import { AcmeCertificates } from './acme.js';
 import { CertificateFiles } from './files.js';
 import { TlsError, type TlsSource } from './keypair.js';
 
@@ -47,6 +46,8 @@ async function openOne(tls: ListenerTlsSettings, logger: Logger): Promise<TlsSou
   const { acme } = tls;
   if (acme) {
     const at = acme.challengeAddress.lastIndexOf(':');
+    // Loaded only when a listener uses ACME: the client library costs ~30 MB of RSS.
+    const { AcmeCertificates } = await import('./acme.js');
     return AcmeCertificates.start({
       domains: [...acme.domains],
       email: acme.email,
