@@ -126,17 +126,19 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   const listeners: OpenListener[] = [];
   let proxy: OpenProxy | undefined;
   try {
-    for (const spec of specs) {
-      const open = await listen(spec, deps);
-      listeners.push(open);
-      logger.info({ address: `${open.address.address}:${open.address.port}`, upstream: spec.upstream, registry: spec.registry, admin: spec.admin, tls: open.tls }, 'listening');
-    }
+    // The proxy opens first, so that once the registry listeners answer, everything does.
     if (config.proxy) {
       // Loaded only when configured: certificate minting pulls in an X.509 library (~15 MB of RSS).
       const { openProxy } = await import('./proxy/open.js');
       proxy = await openProxy(config.proxy, { server: deps, upstreamFor: (name) => router.lookup(name)?.name, logger }).catch(tlsConfigError);
     }
+    for (const spec of specs) {
+      const open = await listen(spec, deps);
+      listeners.push(open);
+      logger.info({ address: `${open.address.address}:${open.address.port}`, upstream: spec.upstream, registry: spec.registry, admin: spec.admin, tls: open.tls }, 'listening');
+    }
   } catch (err) {
+    await proxy?.close(0);
     await Promise.all(listeners.map((l) => new Promise((resolve) => l.server.close(resolve))));
     await Promise.all(tls.map((source) => source?.close()));
     await lifecycle.close();
