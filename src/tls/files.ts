@@ -91,8 +91,9 @@ async function readPair(paths: { cert: string; key: string }): Promise<KeyPair> 
       throw new TlsError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   };
-  const [cert, key] = await Promise.all([read(paths.cert), read(paths.key)]);
-  return { cert, key };
+  // One after the other, so that with both files missing the error always names the certificate.
+  const cert = await read(paths.cert);
+  return { cert, key: await read(paths.key) };
 }
 
 const WEEK_MS = 7 * 86_400_000;
