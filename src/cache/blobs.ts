@@ -13,7 +13,7 @@ import type { DownloadClaim, DownloadCoordinator } from '../coordination/fleet-f
 import type { MetadataStore } from '../metadata/records.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
-import { discard, type UpstreamClient } from '../upstream/client.js';
+import { discard, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js';
 import { SpoolDownload, SpoolError } from './spool.js';
 import { errorForFailure, errorForStatus } from './upstream-errors.js';
 
@@ -217,18 +217,23 @@ export class BlobCache {
    * so content is never handed to a repository that upstream would refuse it for. Links on success.
    */
   private async confirmUpstreamHas(upstream: string, repository: string, digest: Digest): Promise<number | undefined> {
-    const client = this.options.upstream(upstream);
-    let res;
-    try {
-      res = await client.request({ method: 'HEAD', path: `/v2/${repository}/blobs/${digest}`, repository });
-    } catch (err) {
-      throw errorForFailure(err, upstream);
-    }
-    discard(res);
-    if (res.status !== 200) throw errorForStatus(res, upstream, 'BLOB_UNKNOWN');
+    const res = await this.requestBlob('HEAD', upstream, repository, digest);
     await this.options.metadata.linkBlob(upstream, repository, digest);
     const length = Number(res.headers['content-length']);
     return Number.isFinite(length) ? length : undefined;
+  }
+
+  /** Asks upstream for a blob; anything but a 200 becomes the matching RegistryError (a HEAD's body is dropped). */
+  private async requestBlob(method: 'GET' | 'HEAD', upstream: string, repository: string, digest: Digest): Promise<UpstreamResponse> {
+    let res: UpstreamResponse;
+    try {
+      res = await this.options.upstream(upstream).request({ method, path: `/v2/${repository}/blobs/${digest}`, repository });
+    } catch (err) {
+      throw errorForFailure(err, upstream);
+    }
+    if (method === 'HEAD' || res.status !== 200) discard(res);
+    if (res.status !== 200) throw errorForStatus(res, upstream, 'BLOB_UNKNOWN');
+    return res;
   }
 
   private startDownload(upstream: string, repository: string, digest: Digest): Promise<SpoolDownload | undefined> {
@@ -261,17 +266,7 @@ export class BlobCache {
   }
 
   private async fetchIntoSpool(upstream: string, repository: string, digest: Digest): Promise<SpoolDownload> {
-    const client = this.options.upstream(upstream);
-    let res;
-    try {
-      res = await client.request({ method: 'GET', path: `/v2/${repository}/blobs/${digest}`, repository });
-    } catch (err) {
-      throw errorForFailure(err, upstream);
-    }
-    if (res.status !== 200) {
-      discard(res);
-      throw errorForStatus(res, upstream, 'BLOB_UNKNOWN');
-    }
+    const res = await this.requestBlob('GET', upstream, repository, digest);
     const length = Number(res.headers['content-length']);
     const path = join(this.options.spoolDir, randomUUID());
     this.options.events?.downloadStarted(upstream);
