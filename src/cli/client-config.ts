@@ -4,7 +4,7 @@
  * backups). The generators in src/clients/ are pure; every file read and write happens here.
  */
 import { constants } from 'node:fs';
-import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Argument, type Command } from 'commander';
@@ -13,6 +13,7 @@ import {
   CLIENT_NAMES, ClientConfigError, describeMirror, describeProxy, generateClientConfig, mergeFile, type ClientConfig, type ClientFile, type ClientName,
 } from '../clients/index.js';
 import { ConfigError, loadConfig } from '../config/load.js';
+import { checkAgainstHtpasswd, readClientCredentials, type CredentialOptions } from './client-credentials.js';
 
 /** Where the commands print: the process's streams, or a test's buffers. */
 export interface CommandOutput {
@@ -25,7 +26,7 @@ const processOutput: CommandOutput = {
   err: (text) => void process.stderr.write(text),
 };
 
-interface CommonOptions {
+interface CommonOptions extends CredentialOptions {
   config?: string;
   url?: string;
   ca?: string;
@@ -41,12 +42,16 @@ function addCommonOptions(command: Command): Command {
     .option('--url <url>', 'the URL clients use for the mirror (default: the first unpinned listener, https when it has tls; 0.0.0.0 and :: become this host\'s name)')
     .option('--ca <file>', 'CA certificate clients should trust for an https mirror (default: that listener\'s tls.ca)')
     .option('--wildcard', 'containerd, k3s, rke2: send every other registry to the mirror first too (_default, "*")')
-    .option('--proxy [url]', 'docker, containerd, podman, cri-o: reach every registry through regmirror\'s proxy (HTTPS_PROXY) instead of a mirror; url default: proxy.listen');
+    .option('--proxy [url]', 'docker, containerd, podman, cri-o: reach every registry through regmirror\'s proxy (HTTPS_PROXY) instead of a mirror; url default: proxy.listen')
+    .option('--username <user>', 'the mirror user (access.htpasswd) clients log in as; default: REGMIRROR_USERNAME')
+    .option('--password-file <file>', 'a file holding that user\'s password (- for stdin); default: REGMIRROR_PASSWORD');
 }
 
 /** Loads the configuration and generates the client's files; client errors become ConfigErrors. */
-function generate(client: ClientName, opts: CommonOptions, configDir?: string): ClientConfig {
+async function generate(client: ClientName, opts: CommonOptions, configDir?: string): Promise<ClientConfig> {
   const config = loadConfig(opts.config);
+  const credentials = await readClientCredentials(opts);
+  if (credentials && config.access.htpasswd !== undefined) await checkAgainstHtpasswd(credentials, config.access.htpasswd);
   try {
     const proxying = opts.proxy !== undefined && opts.proxy !== false;
     // With --proxy, --ca is the CA of the proxy's certificates, not of the mirror's listener.
@@ -55,7 +60,7 @@ function generate(client: ClientName, opts: CommonOptions, configDir?: string): 
     // Clients resolve a relative CA path against their own folders: give them an absolute one.
     if (mirror.caFile !== undefined) mirror.caFile = resolve(mirror.caFile);
     if (proxy) proxy.caFile = resolve(proxy.caFile);
-    return generateClientConfig(client, mirror, { configDir, wildcard: opts.wildcard, proxy });
+    return generateClientConfig(client, mirror, { configDir, wildcard: opts.wildcard, proxy, credentials });
   } catch (err) {
     throw err instanceof ClientConfigError ? new ConfigError(`regmirror: ${err.message}`) : err;
   }
@@ -94,17 +99,18 @@ export function registerClientConfig(program: Command, output: CommandOutput = p
     .action(async (client: ClientName, opts: CommonOptions & { write?: string }) => {
       if (opts.write !== undefined) {
         const dir = resolve(opts.write);
-        const generated = generate(client, opts, dir);
+        const generated = await generate(client, opts, dir);
         for (const file of generated.files) {
           const target = join(dir, file.path);
           await mkdir(dirname(target), { recursive: true });
-          await writeFile(target, await fileText(file));
+          await writeFile(target, await fileText(file), { mode: file.secret ? 0o600 : 0o666 });
+          if (file.secret) await chmod(target, 0o600); // mode applies only to a new file
           output.out(`${target}\n`);
         }
         printGuidance(output, generated, true);
         return;
       }
-      const generated = generate(client, opts);
+      const generated = await generate(client, opts);
       const headers = generated.files.length > 1;
       for (const file of generated.files) {
         const where = join(generated.configDir, file.path);
@@ -125,6 +131,7 @@ interface Change {
   current?: string;
   next: string;
   needsReload: boolean;
+  secret: boolean;
 }
 
 /** What setup would change; files already as they should be are left out. */
@@ -141,7 +148,7 @@ async function planChanges(generated: ClientConfig, root: string): Promise<Chang
     } catch (err) {
       throw err instanceof ClientConfigError ? new ConfigError(`regmirror: ${err.message}`) : err;
     }
-    if (next !== current) changes.push({ target, shown, ...(current !== undefined ? { current } : {}), next, needsReload: file.needsReload });
+    if (next !== current) changes.push({ target, shown, ...(current !== undefined ? { current } : {}), next, needsReload: file.needsReload, secret: file.secret === true });
   }
   return changes;
 }
@@ -164,12 +171,17 @@ async function backup(target: string, stamp: string): Promise<string> {
   }
 }
 
-/** Writes a change: backup first, then the new text beside the file, renamed over it. */
+/**
+ * Writes a change: backup first, then the new text beside the file, renamed over it. A file with
+ * credentials, and its backup, are made 0600 whatever the old file's mode.
+ */
 async function applyChange(change: Change, stamp: string): Promise<string | undefined> {
   await mkdir(dirname(change.target), { recursive: true });
   const saved = change.current !== undefined ? await backup(change.target, stamp) : undefined;
-  const mode = (await stat(change.target).catch(() => undefined))?.mode ?? 0o644;
+  if (saved && change.secret) await chmod(saved, 0o600);
+  const mode = change.secret ? 0o600 : ((await stat(change.target).catch(() => undefined))?.mode ?? 0o644);
   const temp = `${change.target}.regmirror-tmp`;
+  await rm(temp, { force: true }); // a leftover would keep its own mode
   await writeFile(temp, change.next, { mode: mode & 0o7777 });
   await rename(temp, change.target);
   return saved;
@@ -182,7 +194,7 @@ export function registerSetup(program: Command, output: CommandOutput = processO
     .option('--apply', 'write the files (each replaced file is kept as <file>.regmirror-backup-<time>)')
     .option('--root <dir>', 'treat <dir> as the filesystem root (default /): for tests and images', '/')
     .action(async (client: ClientName, opts: CommonOptions & { apply?: boolean; root: string }) => {
-      const generated = generate(client, opts);
+      const generated = await generate(client, opts);
       const changes = await planChanges(generated, resolve(opts.root));
       if (changes.length === 0) {
         output.out(`${client} is already set up for this mirror: nothing to change.\n`);

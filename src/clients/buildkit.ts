@@ -51,6 +51,11 @@ export function buildkitConfig(mirror: MirrorDescription, options: BuildkitOptio
       ...(hostNetwork ? [`${mirror.host} is a loopback address: the builder container needs --driver-opt network=host to reach it (or use --url with an address the container can reach).`] : []),
       'buildkit before v0.12 does not understand a path in mirrors: there, use a listener pinned to each upstream.',
       'The classic builder (DOCKER_BUILDKIT=0) and the docker driver use dockerd\'s registry-mirrors, not this file.',
+      ...(mirror.loginRequired
+        ? [
+            `buildkitd.toml has no credentials setting: buildkit asks the client (docker buildx, buildctl) for ${mirror.host}'s credentials, which come from its docker config.json: run \`docker login ${mirror.host}\` where you run the build.`,
+          ]
+        : []),
     ],
   };
 }

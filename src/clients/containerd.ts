@@ -2,7 +2,7 @@
  * containerd: a certs.d tree with one hosts.toml per upstream, and the config.toml line that points
  * the CRI plugin at it. containerd sends `?ns=<registry>` to a mirror, so one port serves them all.
  */
-import { registryServer, type MirrorDescription } from './mirror.js';
+import { basicToken, registryServer, type ClientCredentials, type MirrorDescription } from './mirror.js';
 import { generatedHeader, tomlString, tomlStrings, type ClientConfig, type ClientFile } from './output.js';
 import { proxyClientConfig, systemdProxyDropIn, type ProxyDescription } from './proxy.js';
 
@@ -14,6 +14,8 @@ export interface ContainerdOptions {
   wildcard?: boolean;
   /** Go through regmirror's proxy instead of a mirror (configDir is then /etc). */
   proxy?: ProxyDescription;
+  /** Sent to the mirror host only, as a static `Authorization` header. */
+  credentials?: ClientCredentials;
 }
 
 /** The `[plugins."<cri>".registry]` table that holds config_path, by config.toml version. */
@@ -23,12 +25,18 @@ export const CONTAINERD_REGISTRY_TABLE: Readonly<Record<1 | 2 | 3, readonly stri
   3: ['plugins', 'io.containerd.cri.v1.images', 'registry'],
 };
 
-/** The `[host."<mirror>"]` table: pull and resolve only, never push. */
-function mirrorHostTable(mirror: MirrorDescription): string {
+/**
+ * The `[host."<mirror>"]` table: pull and resolve only, never push. Credentials go in its `header`
+ * table, which containerd sends with every request to that host and to no other.
+ */
+function mirrorHostTable(mirror: MirrorDescription, credentials: ClientCredentials | undefined): string {
   return [
     `[host.${tomlString(mirror.url)}]`,
     `  capabilities = ${tomlStrings(['pull', 'resolve'])}`,
     ...(mirror.caFile !== undefined ? [`  ca = ${tomlString(mirror.caFile)}`] : []),
+    ...(credentials
+      ? [`  [host.${tomlString(mirror.url)}.header]`, `    Authorization = ${tomlStrings([`Basic ${basicToken(credentials)}`])} # ${credentials.username}`]
+      : []),
   ].join('\n');
 }
 
@@ -58,15 +66,18 @@ export function containerdConfig(mirror: MirrorDescription, options: ContainerdO
   if (options.proxy) return containerdProxyConfig(mirror, options.proxy, options.configDir ?? '/etc');
   const configDir = options.configDir ?? '/etc/containerd';
   const certsDir = `${configDir}/certs.d`;
+  const { credentials } = options;
+  const secret = credentials ? { secret: true } : {};
   const files: ClientFile[] = mirror.registries.map((registry) => ({
     kind: 'text',
     path: `certs.d/${registry.name}/hosts.toml`,
     merge: 'replace',
     needsReload: false,
+    ...secret,
     content:
       generatedHeader(`containerd pulls ${registry.name} images through regmirror.`) +
       `# Requests carry ?ns=${registry.name}; if the mirror fails, containerd goes to the server itself.\n` +
-      `server = ${tomlString(registryServer(registry))}\n\n${mirrorHostTable(mirror)}\n`,
+      `server = ${tomlString(registryServer(registry))}\n\n${mirrorHostTable(mirror, credentials)}\n`,
   }));
   if (options.wildcard) {
     files.push({
@@ -74,10 +85,11 @@ export function containerdConfig(mirror: MirrorDescription, options: ContainerdO
       path: 'certs.d/_default/hosts.toml',
       merge: 'replace',
       needsReload: false,
+      ...secret,
       content:
         generatedHeader('every registry without its own folder here tries regmirror first.') +
         '# regmirror answers 404 for a registry it does not mirror; containerd then goes to the registry itself.\n\n' +
-        `${mirrorHostTable(mirror)}\n`,
+        `${mirrorHostTable(mirror, credentials)}\n`,
     });
   }
   files.push(configPathFile('config.toml', certsDir));
@@ -89,6 +101,7 @@ export function containerdConfig(mirror: MirrorDescription, options: ContainerdO
       `containerd reads hosts.toml at every pull: only the config_path change in config.toml needs a restart.`,
       `ctr does not read config_path: pull with \`ctr images pull --hosts-dir ${certsDir} docker.io/library/alpine:latest\`.`,
       `config.toml must not also set the deprecated registry.mirrors: containerd refuses both.`,
+      ...(credentials ? [`The hosts.toml files hold ${credentials.username}'s password (setup writes them 0600); containerd sends it to ${mirror.host} only, never to a registry it falls back to.`] : []),
     ],
   };
 }

@@ -32,6 +32,11 @@ export function dockerConfig(mirror: MirrorDescription, options: DockerOptions =
   if (!mirror.registries.some((r) => r.dockerHub)) {
     throw new ClientConfigError('dockerd mirrors only Docker Hub, and this mirror does not serve docker.io');
   }
+  if (mirror.loginRequired) {
+    throw new ClientConfigError(
+      `dockerd cannot log in to a registry mirror (it sends a mirror the Docker Hub login, not the mirror's: moby/moby#30880, #42022) and this mirror requires one (access.htpasswd), so dockerd would skip it: \`docker login ${mirror.host}\` and pull by the mirror's name (docker pull ${mirror.host}/docker.io/library/alpine), or use --proxy`,
+    );
+  }
   const hub = dockerHubEndpoint(mirror);
   if (!hub) {
     throw new ClientConfigError(

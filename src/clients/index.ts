@@ -3,12 +3,12 @@ import { buildkitConfig } from './buildkit.js';
 import { containerdConfig } from './containerd.js';
 import { dockerConfig } from './docker.js';
 import { k3sConfig } from './k3s.js';
-import { ClientConfigError, type MirrorDescription } from './mirror.js';
+import { ClientConfigError, type ClientCredentials, type MirrorDescription } from './mirror.js';
 import type { ClientConfig } from './output.js';
 import { podmanConfig } from './podman.js';
 import type { ProxyDescription } from './proxy.js';
 
-export { ClientConfigError, describeMirror, type MirrorDescription, type MirrorLayout } from './mirror.js';
+export { basicToken, ClientConfigError, describeMirror, type ClientCredentials, type MirrorDescription, type MirrorLayout } from './mirror.js';
 export { mergeFile } from './merge.js';
 export { describeProxy, type ProxyDescription, type ProxyLayout } from './proxy.js';
 export type { ClientConfig, ClientFile, MergeRule } from './output.js';
@@ -21,6 +21,8 @@ export interface GenerateOptions {
   wildcard?: boolean;
   /** Reach registries through regmirror's CONNECT proxy instead of a mirror (`--proxy`). */
   proxy?: ProxyDescription;
+  /** The user clients log in to the mirror as (`--username`, `--password-file`). */
+  credentials?: ClientCredentials;
 }
 
 type Generator = (mirror: MirrorDescription, options: GenerateOptions) => ClientConfig;
@@ -38,6 +40,9 @@ const GENERATORS = {
 /** Clients with a `--proxy` variant. */
 const PROXY_CLIENTS = new Set<string>(['docker', 'containerd', 'podman', 'cri-o']);
 
+/** Clients whose generated files carry the mirror's credentials. */
+const CREDENTIAL_CLIENTS = new Set<string>(['containerd', 'podman', 'cri-o', 'k3s', 'rke2']);
+
 /** A client `regmirror config` knows. */
 export type ClientName = keyof typeof GENERATORS;
 
@@ -48,6 +53,14 @@ export const CLIENT_NAMES = Object.keys(GENERATORS) as ClientName[];
 export function generateClientConfig(client: ClientName, mirror: MirrorDescription, options: GenerateOptions = {}): ClientConfig {
   if (options.proxy && !PROXY_CLIENTS.has(client)) {
     throw new ClientConfigError(`--proxy: not for ${client}, which mirrors every registry itself: use regmirror config ${client} without --proxy`);
+  }
+  if (options.proxy && options.credentials) {
+    throw new ClientConfigError('--username: not with --proxy: clients log in to each registry the proxy intercepts with their own tools (docker login, podman login)');
+  }
+  if (!options.proxy && mirror.loginRequired && !options.credentials && CREDENTIAL_CLIENTS.has(client)) {
+    throw new ClientConfigError(
+      `this mirror requires a login (access.htpasswd) and ${client}'s files carry it: pass --username USER with --password-file FILE (- for stdin), or set REGMIRROR_USERNAME and REGMIRROR_PASSWORD`,
+    );
   }
   return GENERATORS[client](mirror, options);
 }

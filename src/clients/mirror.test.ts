@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/load.js';
-import { ClientConfigError, describeMirror, registryServer, type MirrorLayout } from './mirror.js';
+import { basicToken, ClientConfigError, describeMirror, registryServer, type MirrorLayout } from './mirror.js';
 
 const layout = (listeners: MirrorLayout['listeners'], defaultUpstream?: string): MirrorLayout => ({
   listeners,
@@ -19,7 +19,12 @@ describe('describeMirror', () => {
       scheme: 'http',
       registries: [{ name: 'docker.io', dockerHub: true }],
       listeners: [{ url: 'http://127.0.0.1:5000', host: '127.0.0.1:5000' }],
+      loginRequired: false,
     });
+  });
+
+  it('says clients must log in when access.htpasswd is set', () => {
+    expect(describeMirror({ ...layout([{ address: '0.0.0.0:5000' }]), access: { htpasswd: '/etc/regmirror/users' } }, { hostname: 'h' }).loginRequired).toBe(true);
   });
 
   it('names listeners on every interface by the host name, and keeps pins and the default', () => {
@@ -70,6 +75,10 @@ describe('describeMirror', () => {
     expect(() => describeMirror(l, { url: 'not a url', hostname: 'h' })).toThrow(/is not a URL/);
     expect(() => describeMirror(l, { caFile: '/ca.pem', hostname: 'h' })).toThrow(/--ca needs an https/);
     expect(() => describeMirror(layout([{ address: '127.0.0.1:0' }]), { hostname: 'h' })).toThrow(/no fixed port: pass --url/);
+  });
+
+  it('encodes credentials as Basic does: base64 of user:password, colons after the first kept', () => {
+    expect(Buffer.from(basicToken({ username: 'alice', password: 'a:b é' }), 'base64').toString('utf8')).toBe('alice:a:b é');
   });
 
   it('names the public server of each registry', () => {

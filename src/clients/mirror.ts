@@ -10,6 +10,8 @@ export interface MirrorLayout {
   listeners: readonly { address: string; upstream?: string | undefined; tls?: { ca?: string | undefined } | undefined }[];
   upstreams: Readonly<Record<string, { dockerHubNames?: boolean | undefined }>>;
   routing: { defaultUpstream?: string | undefined };
+  /** `htpasswd` present: every client must log in. */
+  access?: { htpasswd?: string | undefined } | undefined;
 }
 
 /** One place clients connect to. */
@@ -44,6 +46,19 @@ export interface MirrorDescription extends MirrorEndpoint {
   /** Where requests that name no registry go on an unpinned listener. */
   defaultUpstream?: string;
   listeners: MirrorListener[];
+  /** The mirror asks every client to log in (`access.htpasswd`). */
+  loginRequired: boolean;
+}
+
+/** A user of the mirror (`access.htpasswd`), as clients send it. */
+export interface ClientCredentials {
+  username: string;
+  password: string;
+}
+
+/** base64 of `user:password`: the Basic `Authorization` token, and the `auth` of a docker/containers auth file. */
+export function basicToken(credentials: ClientCredentials): string {
+  return Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64');
 }
 
 /** How the description is adjusted for this host. */
@@ -120,6 +135,7 @@ export function describeMirror(layout: MirrorLayout, options: DescribeOptions): 
     registries: Object.entries(layout.upstreams).map(([name, u]) => ({ name, dockerHub: u.dockerHubNames ?? name === 'docker.io' })),
     ...(layout.routing.defaultUpstream !== undefined ? { defaultUpstream: layout.routing.defaultUpstream } : {}),
     listeners,
+    loginRequired: layout.access?.htpasswd !== undefined,
   };
 }
 

@@ -19,6 +19,8 @@ export type ClientFile = {
   path: string;
   /** True when the client must be reloaded or restarted to see a change of this file. */
   needsReload: boolean;
+  /** Holds the mirror's credentials: written readable by its owner only (0600). */
+  secret?: boolean;
 } & ({ kind: 'text'; content: string; merge: MergeRule } | { kind: 'copy'; from: string });
 
 /** A generated client configuration. */

@@ -3,22 +3,27 @@
  * `[[registry]]` per upstream whose mirror carries the registry as a path prefix
  * (`mirror:5000/ghcr.io` → `GET /v2/ghcr.io/<repo>/...`). containers/image sends no `ns`.
  */
-import type { MirrorDescription } from './mirror.js';
+import { basicToken, type ClientCredentials, type MirrorDescription } from './mirror.js';
 import { generatedHeader, tomlString, tomlStrings, type ClientConfig, type ClientFile } from './output.js';
 import { caCopies, proxyClientConfig, proxyEnvironment, systemdProxyDropIn, type ProxyDescription } from './proxy.js';
 
 /** Options of the podman / CRI-O generator. */
 export interface PodmanOptions {
-  /** The containers configuration folder; default /etc/containers. */
+  /** The containers configuration folder; default /etc/containers (CRI-O with a proxy or credentials: /etc). */
   configDir?: string;
   /** CRI-O must be reloaded to see registries.conf changes; podman reads them at every run. */
   crio?: boolean;
   /** Go through regmirror's proxy instead of a mirror (CRI-O: configDir is then /etc). */
   proxy?: ProxyDescription;
+  /** Written to an auth file, keyed by the mirror's host: containers/image looks mirrors up by their own location. */
+  credentials?: ClientCredentials;
 }
 
 /** Where the drop-in goes, relative to the configuration folder. */
 export const PODMAN_DROP_IN = 'registries.conf.d/regmirror.conf';
+
+/** The auth file (containers-auth.json(5)) with the mirror's credentials, relative to the configuration folder. */
+export const PODMAN_AUTH_FILE = 'regmirror-auth.json';
 
 /**
  * Where the mirror serves a registry for containers/image: the registry as a path prefix, or, for a
@@ -29,10 +34,14 @@ function mirrorLocation(mirror: MirrorDescription, registry: string): string | u
   return mirror.listeners.find((l) => l.upstream === registry)?.host;
 }
 
-/** Generates the registries.conf drop-in (and the CA copy for an https mirror with a CA). */
+/** Generates the registries.conf drop-in (and the CA copy for an https mirror with a CA, and the auth file). */
 export function podmanConfig(mirror: MirrorDescription, options: PodmanOptions = {}): ClientConfig {
   if (options.proxy) return options.crio ? crioProxyConfig(options.proxy, options.configDir ?? '/etc') : podmanProxyConfig(options.proxy, options.configDir ?? '/etc/containers');
-  const configDir = options.configDir ?? '/etc/containers';
+  const { credentials } = options;
+  // CRI-O's auth file setting lives in /etc/crio, so with credentials its files are laid out under /etc.
+  const crioLogin = options.crio === true && credentials !== undefined;
+  const configDir = options.configDir ?? (crioLogin ? '/etc' : '/etc/containers');
+  const dir = crioLogin ? 'containers/' : '';
   const insecure = mirror.scheme === 'http';
   const tables: string[] = [];
   const unreachable: string[] = [];
@@ -59,7 +68,7 @@ export function podmanConfig(mirror: MirrorDescription, options: PodmanOptions =
   const files: ClientFile[] = [
     {
       kind: 'text',
-      path: PODMAN_DROP_IN,
+      path: `${dir}${PODMAN_DROP_IN}`,
       merge: 'replace',
       needsReload: options.crio === true,
       content:
@@ -70,21 +79,57 @@ export function podmanConfig(mirror: MirrorDescription, options: PodmanOptions =
     },
   ];
   if (mirror.caFile !== undefined) {
-    for (const host of hosts) files.push({ kind: 'copy', path: `certs.d/${host}/ca.crt`, from: mirror.caFile, needsReload: false });
+    for (const host of hosts) files.push({ kind: 'copy', path: `${dir}certs.d/${host}/ca.crt`, from: mirror.caFile, needsReload: false });
   }
+  const login = credentials ? loginFiles(credentials, hosts, configDir, crioLogin) : undefined;
   return {
     configDir,
-    files,
-    reload: options.crio ? ['systemctl reload crio'] : [],
+    files: [...files, ...(login?.files ?? [])],
+    reload: options.crio ? [crioLogin ? 'systemctl restart crio' : 'systemctl reload crio'] : [],
     notes: [
       options.crio
-        ? 'CRI-O re-reads registries.conf on reload (SIGHUP); no restart needed.'
+        ? `CRI-O re-reads registries.conf on reload (SIGHUP)${crioLogin ? '' : '; no restart needed'}.`
         : 'podman, buildah and skopeo read registries.conf at every run: nothing to reload.',
       'Short names (`alpine`) still follow unqualified-search-registries of registries.conf: pull docker.io/library/alpine, or list docker.io there.',
       ...unreachable.map((name) => `${name} is left out: a name with a port cannot be a path prefix here; pin a listener to it (listeners[].upstream).`),
       ...(insecure ? ['With `insecure = true` the client tries https first, then plain http: a TLS hello in regmirror\'s log is expected.'] : []),
+      ...(login?.notes ?? []),
     ],
   };
+}
+
+/**
+ * The auth file with the credentials for each mirror host and, for CRI-O (whose configDir is then
+ * /etc), the crio.conf drop-in that names it (`global_auth_file`).
+ */
+function loginFiles(credentials: ClientCredentials, hosts: Set<string>, configDir: string, crio: boolean): { files: ClientFile[]; notes: string[] } {
+  const auths = Object.fromEntries([...hosts].map((host) => [host, { auth: basicToken(credentials) }]));
+  const path = `${crio ? 'containers/' : ''}${PODMAN_AUTH_FILE}`;
+  const authPath = `${configDir}/${path}`;
+  const files: ClientFile[] = [
+    { kind: 'text', path, merge: 'replace', needsReload: false, secret: true, content: `${JSON.stringify({ auths }, null, 2)}\n` },
+  ];
+  const notes = [
+    `${PODMAN_AUTH_FILE} holds ${credentials.username}'s password for ${[...hosts].join(', ')} (setup writes it 0600); containers/image looks a mirror's credentials up by the mirror's own host, and never sends --creds to a mirror.`,
+  ];
+  if (crio) {
+    files.push({
+      kind: 'text',
+      path: 'crio/crio.conf.d/regmirror.conf',
+      merge: 'replace',
+      needsReload: true,
+      content:
+        generatedHeader("CRI-O reads regmirror's credentials from the auth file.") +
+        '# This replaces a global_auth_file set in crio.conf: copy that file\'s entries into this one.\n' +
+        `[crio.image]\nglobal_auth_file = ${tomlString(authPath)}\n`,
+    });
+    notes.push('CRI-O reads global_auth_file only at start: restart it once; the auth file itself is read at every pull.');
+  } else {
+    notes.push(
+      `podman, buildah and skopeo read no system-wide auth file: run them with REGISTRY_AUTH_FILE=${authPath} (or --authfile), which then is their only auth file (podman login writes there too); or run \`podman login\` for the mirror's host once per user instead.`,
+    );
+  }
+  return { files, notes };
 }
 
 /** Where the proxy drop-in for podman, buildah and skopeo goes, relative to the configuration folder. */

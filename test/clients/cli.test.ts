@@ -1,7 +1,7 @@
 // `regmirror config` and `regmirror setup` on a temp root: printing, writing, diffs, merges into
 // existing files, backups, idempotence, and refusing what cannot be done safely.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -166,5 +166,65 @@ describe('the regmirror command', () => {
     writeFileSync(noHub, 'version: 1\nupstreams: { ghcr.io: { url: "https://ghcr.io" } }\n');
     const bad = spawnSync(process.execPath, ['--import', 'tsx', main, 'config', 'docker', '--config', noHub], { encoding: 'utf8' });
     expect([bad.status, bad.stderr.trim()]).toEqual([2, 'regmirror: dockerd mirrors only Docker Hub, and this mirror does not serve docker.io']);
+  });
+});
+
+describe('config and setup for a mirror that requires a login', () => {
+  let loginConfig: string;
+  let passwordFile: string;
+  const PASSWORD = 'pull only: s3cret';
+  const main = join(dirname(new URL(import.meta.url).pathname), '../../src/cli/main.ts');
+
+  beforeAll(() => {
+    const dir = tempDir('cli-login');
+    const htpasswd = spawnSync('htpasswd', ['-Bbn', '-C', '5', 'builder', PASSWORD], { encoding: 'utf8' });
+    writeFileSync(join(dir, 'users.htpasswd'), htpasswd.stdout);
+    passwordFile = join(dir, 'password');
+    writeFileSync(passwordFile, `${PASSWORD}\n`);
+    loginConfig = join(dir, 'regmirror.yaml');
+    writeFileSync(loginConfig, readFileSync(configFile, 'utf8') + `access: { htpasswd: ${JSON.stringify(join(dir, 'users.htpasswd'))} }\n`);
+  });
+
+  const login = (...args: string[]) => runClientCommand([...args, '--config', loginConfig, '--url', MIRROR]);
+  const mode = (root: string, path: string): number => statSync(join(root, path)).mode & 0o777;
+
+  it('says what is missing when no credentials are given', async () => {
+    expect(await rejection(login('config', 'k3s'))).toMatch(/requires a login \(access\.htpasswd\).*--username USER with --password-file FILE \(- for stdin\), or set REGMIRROR_USERNAME and REGMIRROR_PASSWORD/);
+    expect(await rejection(login('config', 'k3s', '--username', 'builder'))).toMatch(/--username builder needs a password/);
+  });
+
+  it('refuses a password the htpasswd file does not accept', async () => {
+    const wrong = join(tempDir('cli-login'), 'wrong');
+    writeFileSync(wrong, 'nope\n');
+    expect(await rejection(login('config', 'k3s', '--username', 'builder', '--password-file', wrong))).toMatch(/does not accept this password for builder/);
+  });
+
+  it('setup --apply writes the files holding the password 0600, backups too, and a second run changes nothing', async () => {
+    const root = rootWith({ 'etc/rancher/k3s/registries.yaml': '# mine\nmirrors: {}\n' });
+    const creds = ['--username', 'builder', '--password-file', passwordFile, '--root', root, '--apply'];
+    await login('setup', 'k3s', ...creds);
+    await login('setup', 'containerd', ...creds);
+    await login('setup', 'podman', ...creds);
+    expect(parseYaml(read(root, 'etc/rancher/k3s/registries.yaml'))).toMatchObject({ configs: { 'mirror.internal:5000': { auth: { username: 'builder', password: PASSWORD } } } });
+    expect(mode(root, 'etc/rancher/k3s/registries.yaml')).toBe(0o600);
+    expect(mode(root, `etc/rancher/k3s/${backups(root, 'etc/rancher/k3s/registries.yaml')[0]!}`)).toBe(0o600);
+    expect(mode(root, 'etc/containerd/certs.d/ghcr.io/hosts.toml')).toBe(0o600);
+    expect(mode(root, 'etc/containerd/config.toml')).toBe(0o644);
+    expect(mode(root, 'etc/containers/regmirror-auth.json')).toBe(0o600);
+    expect(mode(root, 'etc/containers/registries.conf.d/regmirror.conf')).toBe(0o644);
+    expect((await login('setup', 'k3s', ...creds)).out).toBe('k3s is already set up for this mirror: nothing to change.\n');
+  });
+
+  it('takes the credentials from REGMIRROR_USERNAME and REGMIRROR_PASSWORD, or the password from stdin', () => {
+    const env = { ...process.env, REGMIRROR_USERNAME: 'builder', REGMIRROR_PASSWORD: PASSWORD };
+    const fromEnv = spawnSync(process.execPath, ['--import', 'tsx', main, 'config', 'k3s', '--config', loginConfig, '--url', MIRROR], { encoding: 'utf8', env });
+    expect(fromEnv.status).toBe(0);
+    expect(parseYaml(fromEnv.stdout)).toMatchObject({ configs: { 'mirror.internal:5000': { auth: { username: 'builder', password: PASSWORD } } } });
+    const fromStdin = spawnSync(process.execPath, ['--import', 'tsx', main, 'config', 'podman', '--config', loginConfig, '--url', MIRROR, '--username', 'builder', '--password-file', '-'], {
+      encoding: 'utf8',
+      input: `${PASSWORD}\n`,
+    });
+    expect(fromStdin.status).toBe(0);
+    expect(fromStdin.stdout).toContain(Buffer.from(`builder:${PASSWORD}`).toString('base64'));
   });
 });

@@ -2,15 +2,19 @@
 // images with `ctr images pull --hosts-dir` over the certs.d tree `regmirror config containerd`
 // writes, and unpacks them with the native snapshotter.
 import { closeSync, openSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exited, isBlobGet, run, spawnTracked, tempDir } from '../support/index.js';
-import { expectServedFromCache, pathsSeen, resetRelays, runClientCommand, startRealClientFixture, type RealClientFixture } from './real-client-fixture.js';
+import {
+  configWithoutLogin, expectRefusedForLogin, expectServedFromCache, pathsSeen, resetRelays, runClientCommand, startRealClientFixture, type RealClientFixture,
+} from './real-client-fixture.js';
 
 let fx: RealClientFixture;
+let loginFx: RealClientFixture;
 let hostsDir: string;
+let ctrAt: (namespace: string, ...args: string[]) => Promise<string>;
 let ctr: (...args: string[]) => Promise<string>;
 let stopContainerd: () => Promise<void>;
 
@@ -53,10 +57,12 @@ async function startContainerd(): Promise<{ sock: string; stop(): Promise<void> 
 }
 
 beforeAll(async () => {
-  const [fixture, containerd] = await Promise.all([startRealClientFixture(), startContainerd()]);
+  const [fixture, login, containerd] = await Promise.all([startRealClientFixture(), startRealClientFixture({ login: true }), startContainerd()]);
   fx = fixture;
+  loginFx = login;
   stopContainerd = containerd.stop;
-  ctr = (...args) => run('ctr', ['--address', containerd.sock, '--namespace', 'regmirror-test', ...args]);
+  ctrAt = (namespace, ...args) => run('ctr', ['--address', containerd.sock, '--namespace', namespace, ...args]);
+  ctr = (...args) => ctrAt('regmirror-test', ...args);
   const written = tempDir('containerd-config');
   await runClientCommand(['config', 'containerd', '--config', fx.configFile, '--url', fx.front.url, '--write', written]);
   hostsDir = join(written, 'certs.d');
@@ -64,7 +70,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopContainerd?.();
-  await fx?.stop();
+  await Promise.all([fx?.stop(), loginFx?.stop()]);
 });
 
 const pull = (ref: string, dir = hostsDir): Promise<string> => ctr('images', 'pull', '--hosts-dir', dir, '--snapshotter', 'native', ref);
@@ -103,5 +109,38 @@ describe('containerd through regmirror', () => {
     await pull('ghcr.io/team/tool:1.0', join(written, 'certs.d'));
     expect(pathsSeen(fx.front)).toContain('/v2/team/tool/manifests/1.0?ns=ghcr.io');
     expectServedFromCache(fx, 3);
+  });
+});
+
+describe('containerd through a mirror that requires a login', () => {
+  /** Pulls in a namespace of its own, so nothing is already in containerd's content store. */
+  const pullAt = (namespace: string, dir: string, ref: string): Promise<string> =>
+    ctrAt(namespace, 'images', 'pull', '--hosts-dir', dir, '--snapshotter', 'native', ref);
+
+  it('is refused by config without credentials, saying what is missing', async () => {
+    const err = await runClientCommand(['config', 'containerd', '--config', loginFx.configFile, '--url', loginFx.front.url]).then(() => undefined, (e: unknown) => e);
+    expect(String(err)).toMatch(/this mirror requires a login \(access\.htpasswd\).*--username USER with --password-file FILE/);
+  });
+
+  it('without the credentials in hosts.toml, every pull gets 401 from regmirror and fails', async () => {
+    const written = tempDir('containerd-no-login');
+    await runClientCommand(['config', 'containerd', '--config', await configWithoutLogin(loginFx), '--url', loginFx.front.url, '--write', written]);
+    resetRelays(loginFx);
+    await expect(pullAt('login-none', join(written, 'certs.d'), 'docker.io/library/alpine:3.17')).rejects.toThrow();
+    expectRefusedForLogin(loginFx);
+  });
+
+  it('with them, pulls docker.io and ghcr.io images; the header goes with every request, so none is refused', async () => {
+    const written = tempDir('containerd-login');
+    await runClientCommand(['config', 'containerd', '--config', loginFx.configFile, '--url', loginFx.front.url, ...loginFx.loginArgs, '--write', written]);
+    const hostsToml = join(written, 'certs.d', 'docker.io', 'hosts.toml');
+    expect((await stat(hostsToml)).mode & 0o777).toBe(0o600);
+    resetRelays(loginFx);
+    await pullAt('login', join(written, 'certs.d'), 'docker.io/library/alpine:3.17');
+    await pullAt('login', join(written, 'certs.d'), 'ghcr.io/team/tool:1.0');
+    expect(pathsSeen(loginFx.front)).toContain('/v2/library/alpine/manifests/3.17?ns=docker.io');
+    expect(loginFx.front.requests.every((r) => r.status === 200)).toBe(true);
+    expect(loginFx.upstream['docker.io'].count(isBlobGet)).toBe(loginFx.alpine.blobs.length);
+    expect(loginFx.upstream['ghcr.io'].count(isBlobGet)).toBe(3);
   });
 });

@@ -11,13 +11,15 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import {
-  CLIENT_NAMES, ClientConfigError, describeMirror, describeProxy, generateClientConfig, type ClientConfig, type ClientName, type GenerateOptions, type MirrorDescription, type MirrorLayout, type ProxyLayout,
+  CLIENT_NAMES, ClientConfigError, describeMirror, describeProxy, generateClientConfig, type ClientConfig, type ClientFile, type ClientName, type GenerateOptions, type MirrorDescription, type MirrorLayout,
+  type ProxyLayout,
 } from '../../src/clients/index.js';
 import { HostPatterns, parseAuthority } from '../../src/proxy/hosts.js';
 import { decide } from '../../src/proxy/policy.js';
 import { Router } from '../../src/routing/router.js';
 import {
-  buildkitdToml, containerdConfigToml, containerdHostsToml, containersConf, dockerDaemonJson, k3sRegistriesYaml, registriesConf, systemdEnvironmentDropIn,
+  buildkitdToml, containerdConfigToml, containerdHostsToml, containersAuthJson, containersConf, crioAuthDropIn, dockerDaemonJson, k3sRegistriesYaml, registriesConf,
+  systemdEnvironmentDropIn,
 } from './schemas.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');
@@ -79,6 +81,24 @@ const text = (generated: ClientConfig, path: string): string => {
   return file.content;
 };
 
+/** Parses a generated file as its client does and checks it against the client's documented format. */
+function expectDocumentedFormat(file: ClientFile): void {
+  if (file.kind === 'copy') {
+    expect(file.path).toMatch(/^(containers\/)?certs\.d\/[^/]+\/ca\.crt$/);
+    return;
+  }
+  const content = file.content;
+  if (file.path.endsWith('hosts.toml')) parsed(containerdHostsToml, parseToml(content));
+  else if (file.path === 'config.toml') parsed(containerdConfigToml, parseToml(content));
+  else if (file.path.startsWith('crio/crio.conf.d/')) parsed(crioAuthDropIn, parseToml(content));
+  else if (file.path.endsWith('registries.conf.d/regmirror.conf')) parsed(registriesConf, parseToml(content));
+  else if (file.path.endsWith('regmirror-auth.json')) parsed(containersAuthJson, JSON.parse(content));
+  else if (file.path === 'buildkitd.toml') parsed(buildkitdToml, parseToml(content));
+  else if (file.path === 'daemon.json') parsed(dockerDaemonJson, JSON.parse(content));
+  else if (file.path === 'registries.yaml') parsed(k3sRegistriesYaml, parseYaml(content));
+  else throw new Error(`no schema for ${file.path}`);
+}
+
 /** A request a client would send for a manifest, as regmirror's listener receives it. */
 interface ClientRequest {
   /** host:port the client connects to. */
@@ -133,21 +153,7 @@ describe.each(Object.entries(VARIANTS))('generated client files (%s mirror)', (v
   });
 
   it.each(CLIENT_NAMES)('%s: parses and fits the documented schema', (client) => {
-    const generated = generateClientConfig(client, mirror, options);
-    for (const file of generated.files) {
-      if (file.kind === 'copy') {
-        expect(file.path).toMatch(/^certs\.d\/[^/]+\/ca\.crt$/);
-        continue;
-      }
-      const content = file.content;
-      if (file.path.endsWith('hosts.toml')) parsed(containerdHostsToml, parseToml(content));
-      else if (file.path === 'config.toml') parsed(containerdConfigToml, parseToml(content));
-      else if (file.path.endsWith('regmirror.conf')) parsed(registriesConf, parseToml(content));
-      else if (file.path === 'buildkitd.toml') parsed(buildkitdToml, parseToml(content));
-      else if (file.path === 'daemon.json') parsed(dockerDaemonJson, JSON.parse(content));
-      else if (file.path === 'registries.yaml') parsed(k3sRegistriesYaml, parseYaml(content));
-      else throw new Error(`no schema for ${file.path}`);
-    }
+    generateClientConfig(client, mirror, options).files.forEach(expectDocumentedFormat);
   });
 
   it.each(CLIENT_NAMES)('%s: what the client would send reaches the right upstream', (client) => {
@@ -190,6 +196,64 @@ describe('clients that cannot use a mirror', () => {
   });
 });
 
+describe('generated client files (a mirror that requires a login)', () => {
+  const loginLayout: MirrorLayout = { ...layout, access: { htpasswd: '/etc/regmirror/users.htpasswd' } };
+  const credentials = { username: 'builder', password: 'pull only: s3cret' };
+  const basic = `Basic ${Buffer.from('builder:pull only: s3cret').toString('base64')}`;
+  const VARIANTS_LOGIN = {
+    http: describeMirror(loginLayout, { hostname: 'mirror.internal' }),
+    'https-ca': describeMirror(loginLayout, { url: 'https://cache.example.com', caFile: '/etc/regmirror/ca.pem', hostname: 'unused' }),
+  };
+  const LOGIN_CLIENTS = ['containerd', 'podman', 'cri-o', 'k3s', 'rke2', 'buildkit'] as const;
+
+  describe.each(Object.entries(VARIANTS_LOGIN))('%s mirror', (variant, mirror) => {
+    it.each(LOGIN_CLIENTS)('%s: matches the golden files, fits the documented schema, and marks the files with the password', (client) => {
+      const generated = generateClientConfig(client, mirror, { credentials, wildcard: variant === 'http' });
+      expectGolden(join(GOLDEN, `login-${variant}`, client), generated);
+      generated.files.forEach(expectDocumentedFormat);
+      const holdsPassword = (f: ClientFile): boolean => f.kind === 'text' && (f.content.includes(credentials.password) || f.content.includes(basic.slice(6)));
+      expect(generated.files.filter(holdsPassword).map((f) => f.path)).toEqual(generated.files.filter((f) => f.secret).map((f) => f.path));
+    });
+
+    it.each(['k3s', 'rke2'] as const)('%s: the auth sits under configs, keyed by the endpoint\'s host:port', (client) => {
+      const yaml = parsed(k3sRegistriesYaml, parseYaml(text(generateClientConfig(client, mirror, { credentials }), 'registries.yaml')));
+      const endpointHost = new URL(yaml.mirrors['ghcr.io']!.endpoint[0]!).host;
+      expect(Object.keys(yaml.configs ?? {})).toEqual([endpointHost]);
+      expect(yaml.configs![endpointHost]!.auth).toEqual(credentials);
+      expect(yaml.configs![endpointHost]!.tls).toEqual(mirror.caFile ? { ca_file: mirror.caFile } : undefined);
+    });
+
+    it('containerd: each mirror host table sends the Basic header; nothing goes to the registry server', () => {
+      for (const file of generateClientConfig('containerd', mirror, { credentials, wildcard: true }).files.filter((f) => f.path.endsWith('hosts.toml'))) {
+        const hosts = parsed(containerdHostsToml, parseToml(text({ configDir: '', files: [file], reload: [], notes: [] }, file.path)));
+        expect(hosts.header).toBeUndefined();
+        expect(hosts.host?.[mirror.url]?.header).toEqual({ Authorization: [basic] });
+      }
+    });
+
+    it('podman, cri-o: the auth file names each host a mirror location is at; CRI-O\'s drop-in points at it', () => {
+      const podman = generateClientConfig('podman', mirror, { credentials });
+      const conf = parsed(registriesConf, parseToml(text(podman, 'registries.conf.d/regmirror.conf')));
+      const hosts = new Set(conf.registry!.flatMap((r) => r.mirror!.map((m) => m.location.split('/')[0]!)));
+      const auth = parsed(containersAuthJson, JSON.parse(text(podman, 'regmirror-auth.json')));
+      expect(Object.keys(auth.auths).sort()).toEqual([...hosts].sort());
+      const crio = generateClientConfig('cri-o', mirror, { credentials });
+      expect(crio.configDir).toBe('/etc');
+      expect(parsed(crioAuthDropIn, parseToml(text(crio, 'crio/crio.conf.d/regmirror.conf'))).crio.image.global_auth_file).toBe('/etc/containers/regmirror-auth.json');
+      expect(text(crio, 'containers/regmirror-auth.json')).toBe(text(podman, 'regmirror-auth.json'));
+    });
+  });
+
+  it('is refused without credentials by each client whose files carry them, and by dockerd, which cannot send them', () => {
+    const mirror = VARIANTS_LOGIN.http;
+    for (const client of ['containerd', 'podman', 'cri-o', 'k3s', 'rke2'] as const) {
+      expect(() => generateClientConfig(client, mirror)).toThrow(`this mirror requires a login (access.htpasswd) and ${client}'s files carry it`);
+    }
+    expect(generateClientConfig('buildkit', mirror).notes.join('\n')).toContain('run `docker login mirror.internal:5000` where you run the build');
+    expect(() => generateClientConfig('docker', mirror, { credentials })).toThrow(/dockerd cannot log in to a registry mirror .*moby\/moby#30880/);
+  });
+});
+
 describe('the schemas reject what the clients reject', () => {
   it.each([
     ['hosts.toml with an unknown key', containerdHostsToml, { host: { 'http://m:5000': { capabilities: ['pull'], insecure: true } } }],
@@ -200,6 +264,8 @@ describe('the schemas reject what the clients reject', () => {
     ['daemon.json mirror with a path', dockerDaemonJson, { 'registry-mirrors': ['http://m:5000/docker.io'] }],
     ['daemon.json insecure registry with a scheme', dockerDaemonJson, { 'registry-mirrors': ['http://m:5000'], 'insecure-registries': ['http://m:5000'] }],
     ['registries.yaml endpoint without a scheme', k3sRegistriesYaml, { mirrors: { 'x.io': { endpoint: ['m:5000'] } } }],
+    ['auth.json key with a scheme', containersAuthJson, { auths: { 'http://m:5000': { auth: 'YTpi' } } }],
+    ['auth.json auth that is not base64', containersAuthJson, { auths: { 'm:5000': { auth: 'a:b' } } }],
   ] as const)('%s', (_what, schema, value) => {
     expect((schema as z.ZodType).safeParse(value).success).toBe(false);
   });
@@ -252,5 +318,6 @@ describe('generated client files (--proxy)', () => {
     }
     expect(() => describeProxy({ upstreams: {} }, mirror, { hostname: 'm' })).toThrow(/no proxy block/);
     expect(() => describeProxy(proxyLayout, mirror, { hostname: 'm', url: 'https://m:3128' })).toThrow(/must be http:\/\/host:port/);
+    expect(() => generateClientConfig('containerd', mirror, { proxy, credentials: { username: 'u', password: 'p' } })).toThrow(/--username: not with --proxy/);
   });
 });

@@ -1,7 +1,8 @@
 // The documented formats of each client's configuration file, as strict zod schemas: an unknown key,
 // a wrong type or a value the client would reject fails. Sources: containerd docs/hosts.md and
 // docs/cri/config.md; containers-registries.conf(5); buildkit docs/buildkitd.toml.md; dockerd(8)
-// daemon.json and its validation of registry-mirrors; k3s/rke2 "Private Registry Configuration".
+// daemon.json and its validation of registry-mirrors; k3s/rke2 "Private Registry Configuration";
+// containers-auth.json(5); crio.conf(5).
 import { z } from 'zod';
 
 const url = (schemes: RegExp) => z.string().refine((value) => {
@@ -120,6 +121,14 @@ export const k3sRegistriesYaml = z
       .optional(),
   })
   .strict();
+
+/** containers-auth.json(5): `auth` is base64 of `user:password`, keyed by host[:port] or a namespace under it. */
+export const containersAuthJson = z
+  .object({ auths: z.record(hostPortPath, z.object({ auth: z.base64() }).strict()) })
+  .strict();
+
+/** A crio.conf(5) drop-in that only names the auth file CRI-O reads for every pull. */
+export const crioAuthDropIn = z.object({ crio: z.object({ image: z.object({ global_auth_file: z.string().startsWith('/') }).strict() }).strict() }).strict();
 
 /** A `NAME=value` proxy variable as Go's net/http reads it (HTTPS_PROXY, NO_PROXY). */
 const proxyVariable = z.string().regex(/^(HTTPS_PROXY=http:\/\/[^\s/]+:\d+|NO_PROXY=[^\s,]+(,[^\s,]+)*)$/, 'must be HTTPS_PROXY=http://host:port or NO_PROXY=a,b');
