@@ -130,7 +130,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     if (config.proxy) {
       // Loaded only when configured: certificate minting pulls in an X.509 library (~15 MB of RSS).
       const { openProxy } = await import('./proxy/open.js');
-      proxy = await openProxy(config.proxy, { server: deps, upstreamFor: (name) => router.lookup(name)?.name, logger }).catch(tlsConfigError);
+      proxy = await openProxy(config.proxy, { server: deps, upstreamFor: (name) => router.lookup(name)?.name, metrics, logger, accessLog: config.log.accessLog }).catch(tlsConfigError);
     }
     for (const spec of specs) {
       const open = await listen(spec, deps);

@@ -137,8 +137,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private proxyMetrics: ProxyMetrics | undefined;
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'regmirror_' });
+  }
+
+  /** The CONNECT proxy's metrics, registered at the first call (by a process that runs the proxy). */
+  proxy(): ProxyMetrics {
+    return (this.proxyMetrics ??= new ProxyMetrics(this.registry));
   }
 
   /** Callbacks for an upstream client: requests, latency, errors, rate-limit headers. */
@@ -200,6 +207,53 @@ export class Metrics {
     const remaining = firstNumber(headers['ratelimit-remaining']);
     if (limit !== undefined) this.rateLimitLimit.set({ upstream }, limit);
     if (remaining !== undefined) this.rateLimitRemaining.set({ upstream }, remaining);
+  }
+}
+
+/** What a CONNECT came to, as labelled. */
+export type ConnectOutcome = 'intercepted' | 'tunnelled' | 'refused' | 'failed';
+
+/**
+ * The CONNECT proxy's metrics. Registered only where the proxy runs: a mirror without one exports
+ * no series that could never move.
+ */
+export class ProxyMetrics {
+  readonly connects: Counter<'outcome' | 'reason'>;
+  readonly connections: Gauge<'outcome'>;
+  readonly handshakeFailures: Counter<'reason'>;
+  readonly tunnelBytes: Counter<'direction'>;
+
+  constructor(registry: Registry) {
+    this.connects = new Counter({
+      name: 'regmirror_proxy_connects_total',
+      help: 'CONNECT requests answered by the proxy, by outcome (intercepted, tunnelled, refused, failed) and the reason of a refusal or failure',
+      labelNames: ['outcome', 'reason'] as const,
+      registers: [registry],
+    });
+    this.connections = new Gauge({
+      name: 'regmirror_proxy_connections_open',
+      help: 'Intercepted and tunnelled proxy connections open now',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    });
+    this.handshakeFailures = new Counter({
+      name: 'regmirror_proxy_tls_handshake_failures_total',
+      help: "Intercepted connections whose TLS handshake failed, by reason (unknown-ca: the client does not trust regmirror's CA)",
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    });
+    this.tunnelBytes = new Counter({
+      name: 'regmirror_proxy_tunnel_bytes_total',
+      help: 'Bytes passed through tunnels, by direction (from_client, to_client), counted when a tunnel closes',
+      labelNames: ['direction'] as const,
+      registers: [registry],
+    });
+    // Series that exist from the start, so that rate() sees their first increase.
+    for (const outcome of ['intercepted', 'tunnelled'] as const) {
+      this.connects.inc({ outcome, reason: '' }, 0);
+      this.connections.set({ outcome }, 0);
+    }
+    for (const direction of ['from_client', 'to_client']) this.tunnelBytes.inc({ direction }, 0);
   }
 }
 

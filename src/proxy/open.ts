@@ -2,7 +2,9 @@
 import type { Logger } from 'pino';
 import { cidrList } from '../http/client-access.js';
 import type { ServerDeps } from '../http/server.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { TlsError } from '../tls/keypair.js';
+import { createConnectObserver } from './access.js';
 import { HostCertificates } from './certificates.js';
 import { HostPatterns } from './hosts.js';
 import { startProxy, type OpenProxy } from './server.js';
@@ -25,7 +27,11 @@ export interface OpenProxyDeps {
   server: ServerDeps;
   /** The upstream a registry name or host alias means (the router's lookup). */
   upstreamFor(name: string): string | undefined;
+  /** Where the proxy's metrics are registered. */
+  metrics: Metrics;
   logger: Logger;
+  /** Write a line per CONNECT (`log.accessLog`). */
+  accessLog: boolean;
 }
 
 /** Opens the proxy; a CA that cannot be used throws TlsError `proxy: <file> ...`. */
@@ -42,7 +48,7 @@ export async function openProxy(settings: ProxySettings, deps: OpenProxyDeps): P
         allow: cidrList(settings.allow),
         policy: { hosts: settings.hosts && new HostPatterns(settings.hosts), otherHosts: settings.otherHosts, upstreamFor: deps.upstreamFor },
       },
-      { server: deps.server, certificates },
+      { server: deps.server, certificates, observe: createConnectObserver(deps.metrics.proxy(), deps.logger, deps.accessLog) },
     );
     deps.logger.info({ address: `${proxy.address.address}:${proxy.address.port}`, hosts: settings.hosts ?? 'every upstream', otherHosts: settings.otherHosts, allow: settings.allow }, 'proxy listening');
     return {

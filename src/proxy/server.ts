@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { TLSSocket } from 'node:tls';
 import { listHas } from '../http/client-access.js';
 import { closeOnClientError, createListenerServer, listenOn, serverOptions, type ServerDeps } from '../http/server.js';
+import { handshakeFailure, type ConnectObserver, type ConnectOutcome, type ConnectRecord } from './access.js';
 import type { HostCertificates } from './certificates.js';
 import { authorityName, parseAuthority, type Authority } from './hosts.js';
 import { decide, type ProxyPolicy } from './policy.js';
@@ -30,6 +31,8 @@ export interface ProxySpec {
 export interface ProxyDeps {
   server: ServerDeps;
   certificates: HostCertificates;
+  /** Told of every CONNECT: its metrics and access-log line. */
+  observe: ConnectObserver;
   /** Time to connect a tunnel (default 10 s). */
   connectTimeoutMs?: number;
 }
@@ -68,42 +71,49 @@ export async function startProxy(spec: ProxySpec, deps: ProxyDeps): Promise<Open
   }), logger);
 
   outer.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const started = performance.now();
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    const closed = new Promise<void>((resolve) => socket.once('close', resolve));
+    void closed.then(() => sockets.delete(socket));
     socket.on('error', (err: NodeJS.ErrnoException) => logger.debug({ err: err.message, code: err.code }, 'proxy: client connection error'));
-    void connect(req, socket, head).catch((err: unknown) => {
-      logger.error({ err, target: req.url }, 'proxy: CONNECT failed');
-      socket.destroy();
-    });
+    void account(req, socket, head, closed, started);
   });
 
-  async function connect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+  /** Answers a CONNECT, then accounts for it once its connection is over. */
+  async function account(req: IncomingMessage, socket: Socket, head: Buffer, closed: Promise<void>, started: number): Promise<void> {
     const client = socket.remoteAddress ?? '';
-    if (!listHas(spec.allow, client)) return refuse(socket, 403, 'this client address is not allowed');
+    // The raw target is never logged: only a parsed host:port, which cannot carry user-info.
     const target = parseAuthority(req.url ?? '');
-    if (!target) return refuse(socket, 400, 'CONNECT needs host:port');
+    const host = target && authorityName(target);
+    let answer: Answer;
+    try {
+      answer = await connect(client, target, socket, head);
+    } catch (err) {
+      logger.error({ err, client, host }, 'proxy: CONNECT failed');
+      socket.destroy();
+      answer = { outcome: 'failed', reason: 'error' };
+    }
+    deps.observe.answered(answer.outcome, answer.reason);
+    const ended = await (answer.ended ?? closed.then(() => ({ bytesFromClient: socket.bytesRead, bytesToClient: socket.bytesWritten })));
+    deps.observe.closed({ client, host, outcome: answer.outcome, reason: answer.reason, upstream: answer.upstream, tls: undefined, ...ended, seconds: (performance.now() - started) / 1000 });
+  }
+
+  async function connect(client: string, target: Authority | undefined, socket: Socket, head: Buffer): Promise<Answer> {
+    if (!listHas(spec.allow, client)) return refuse(socket, 403, 'this client address is not allowed', 'client-not-allowed');
+    if (!target) return refuse(socket, 400, 'CONNECT needs host:port', 'bad-target');
     const decision = decide(target, spec.policy);
-    const log = { client, target: authorityName(target), action: decision.action };
-    if (decision.action === 'refuse') {
-      logger.info({ ...log, reason: decision.reason }, 'proxy: CONNECT refused');
-      return refuse(socket, 403, decision.reason);
-    }
-    if (decision.action === 'tunnel') {
-      logger.info({ ...log, listed: decision.listed }, 'proxy: CONNECT tunnelled');
-      return tunnel(socket, head, target, decision.listed);
-    }
-    logger.debug({ ...log, upstream: decision.upstream }, 'proxy: CONNECT intercepted');
+    if (decision.action === 'refuse') return refuse(socket, 403, decision.reason, 'host-not-listed');
+    if (decision.action === 'tunnel') return tunnel(socket, head, target, decision.listed);
     return intercept(socket, head, target, decision.upstream);
   }
 
-  async function tunnel(socket: Socket, head: Buffer, target: Authority, listed: boolean): Promise<void> {
+  async function tunnel(socket: Socket, head: Buffer, target: Authority, listed: boolean): Promise<Answer> {
     let remote: Socket;
     try {
       remote = await openTunnel(target, { listed, connectTimeoutMs: deps.connectTimeoutMs ?? 10_000 });
     } catch (err) {
       if (!(err instanceof TunnelError)) throw err;
-      logger.info({ target: authorityName(target), err: err.message }, 'proxy: tunnel not opened');
-      return refuse(socket, err.status, err.message);
+      return { ...refuse(socket, err.status, err.message, err.reason), outcome: err.reason === 'local-address' ? 'refused' : 'failed' };
     }
     sockets.add(remote);
     remote.once('close', () => sockets.delete(remote));
@@ -111,34 +121,45 @@ export async function startProxy(spec: ProxySpec, deps: ProxyDeps): Promise<Open
     remote.setTimeout(limits.keepAliveTimeout, () => remote.destroy());
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) remote.write(head);
-    await pipeline(socket, remote, socket).catch(() => undefined);
+    // Counted once, at the end: the remote socket's totals are exactly the bytes relayed each way.
+    const ended = pipeline(socket, remote, socket).catch(() => undefined).then(() => ({ bytesFromClient: remote.bytesWritten, bytesToClient: remote.bytesRead }));
+    return { outcome: 'tunnelled', ended };
   }
 
-  async function intercept(socket: Socket, head: Buffer, target: Authority, upstream: string): Promise<void> {
+  async function intercept(socket: Socket, head: Buffer, target: Authority, upstream: string): Promise<Answer> {
     let secureContext;
     try {
       secureContext = await deps.certificates.context(target.host);
     } catch (err) {
       logger.error({ target: authorityName(target), err: (err as Error).message }, 'proxy: cannot sign a certificate');
-      return refuse(socket, 502, 'regmirror cannot sign a certificate for this host');
+      return { ...refuse(socket, 502, 'regmirror cannot sign a certificate for this host', 'cannot-sign'), outcome: 'failed' };
     }
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) socket.unshift(head);
     const tls = new TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: ['http/1.1'] });
+    let secure = false;
+    let failure: string | undefined;
     // A client that never finishes its handshake is cut off like one that never sends its headers.
-    const timer = setTimeout(() => tls.destroy(), limits.headersTimeout);
-    tls.once('close', () => {
-      clearTimeout(timer);
-      socket.destroy();
-    });
+    const timer = setTimeout(() => {
+      failure = 'timeout';
+      tls.destroy();
+    }, limits.headersTimeout);
     tls.on('error', (err: NodeJS.ErrnoException) => {
       logger.debug({ target: authorityName(target), err: err.message, code: err.code }, 'proxy: tls error');
+      if (!secure) failure ??= handshakeFailure(err);
       tls.destroy();
     });
     tls.once('secure', () => {
+      secure = true;
       clearTimeout(timer);
       innerFor(upstream).emit('connection', tls);
     });
+    const ended = new Promise<Ended>((resolve) => tls.once('close', () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ bytesFromClient: socket.bytesRead, bytesToClient: socket.bytesWritten, tls: secure ? undefined : (failure ?? 'closed') });
+    }));
+    return { outcome: 'intercepted', upstream, ended };
   }
 
   const address = await listenOn(outer, spec.host, spec.port);
@@ -158,8 +179,21 @@ export async function startProxy(spec: ProxySpec, deps: ProxyDeps): Promise<Open
   return { address, close: (graceMs) => (closing ??= close(graceMs)) };
 }
 
+/** What a CONNECT came to once answered; `ended` resolves when its connection is over. */
+interface Answer {
+  outcome: ConnectOutcome;
+  reason?: string;
+  upstream?: string;
+  /** Default: the client socket's close, with its bytes. */
+  ended?: Promise<Ended>;
+}
+
+/** What is known of a connection only at its end. */
+type Ended = Pick<ConnectRecord, 'bytesFromClient' | 'bytesToClient'> & { tls?: string | undefined };
+
 /** Answers a CONNECT with an error status and closes the connection. */
-function refuse(socket: Socket, status: number, reason: string): void {
-  const body = `regmirror proxy: ${reason}\n`;
+function refuse(socket: Socket, status: number, message: string, reason: string): Answer {
+  const body = `regmirror proxy: ${message}\n`;
   socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  return { outcome: 'refused', reason };
 }

@@ -11,11 +11,18 @@ import type { Authority } from './hosts.js';
 
 const LOCAL = cidrList(['127.0.0.0/8', '0.0.0.0/8', '169.254.0.0/16', '::1/128', '::/128', 'fe80::/10']);
 
+/** Why a tunnel was not opened, as labelled in the proxy's metrics. */
+export type TunnelFailure = 'local-address' | 'unresolvable' | 'unreachable' | 'timeout';
+
+const STATUS: Record<TunnelFailure, 403 | 502 | 504> = { 'local-address': 403, unresolvable: 502, unreachable: 502, timeout: 504 };
+
 /** A tunnel that cannot be opened; `status` is the proxy's answer to the client. */
 export class TunnelError extends Error {
   override name = 'TunnelError';
-  constructor(message: string, readonly status: 403 | 502 | 504) {
+  readonly status: 403 | 502 | 504;
+  constructor(message: string, readonly reason: TunnelFailure) {
     super(message);
+    this.status = STATUS[reason];
   }
 }
 
@@ -32,18 +39,18 @@ export async function openTunnel(target: Authority, options: TunnelOptions): Pro
   try {
     ({ address } = await lookup(target.host));
   } catch (err) {
-    throw new TunnelError(`cannot resolve ${target.host}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 502);
+    throw new TunnelError(`cannot resolve ${target.host}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'unresolvable');
   }
-  if (!options.listed && listHas(LOCAL, address)) throw new TunnelError(`${target.host} resolves to a local address (${address})`, 403);
+  if (!options.listed && listHas(LOCAL, address)) throw new TunnelError(`${target.host} resolves to a local address (${address})`, 'local-address');
   const socket = connect({ host: address, port: target.port });
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => fail(new TunnelError(`no connection to ${target.host}:${target.port} within ${options.connectTimeoutMs} ms`, 504)), options.connectTimeoutMs);
+    const timer = setTimeout(() => fail(new TunnelError(`no connection to ${target.host}:${target.port} within ${options.connectTimeoutMs} ms`, 'timeout')), options.connectTimeoutMs);
     const fail = (err: TunnelError): void => {
       clearTimeout(timer);
       socket.destroy();
       reject(err);
     };
-    socket.once('error', (err: NodeJS.ErrnoException) => fail(new TunnelError(`cannot connect to ${target.host}:${target.port}: ${err.code ?? err.message}`, 502)));
+    socket.once('error', (err: NodeJS.ErrnoException) => fail(new TunnelError(`cannot connect to ${target.host}:${target.port}: ${err.code ?? err.message}`, 'unreachable')));
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.removeAllListeners('error');
