@@ -1,7 +1,7 @@
 // What the proxy tests share: a raw CONNECT, a TLS handshake through a tunnel, an undici client
 // that goes through the proxy, and a TLS front that gives a plain-HTTP server HTTPS.
 import type { X509Certificate } from 'node:crypto';
-import { connect as connectTcp, isIP, type AddressInfo, type Socket } from 'node:net';
+import { connect as connectTcp, createServer as createTcpServer, isIP, type AddressInfo, type Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { connect as connectTls, createServer as createTlsServer } from 'node:tls';
 import { ProxyAgent } from 'undici';
@@ -62,6 +62,44 @@ export function throughProxy(proxy: string, ca: string): ProxyAgent {
   return new ProxyAgent({ uri: `http://${proxy}`, requestTls: { ca } });
 }
 
+/** Passes a socket's bytes to `target` and back; resolves with the socket to `target` once both are done. */
+async function relay(socket: Socket, target: { host: string; port: number }, sockets: Set<Socket>): Promise<Socket> {
+  const upstream = connectTcp(target);
+  sockets.add(socket).add(upstream);
+  await pipeline(socket, upstream, socket).catch(() => undefined);
+  sockets.delete(socket);
+  sockets.delete(upstream);
+  return upstream;
+}
+
+/** A TCP relay between clients and the proxy: each connection (one CONNECT) and its bytes, as on the wire. */
+export interface WireCounter {
+  /** 127.0.0.1:PORT, to give clients as their proxy. */
+  host: string;
+  /** The connections that are over, in the order they ended. */
+  done: { fromClient: number; toClient: number }[];
+  /** Connections not over yet. */
+  open(): number;
+  stop(): Promise<void>;
+}
+
+/** Starts a WireCounter in front of the proxy at host:port. */
+export async function startWireCounter(proxy: string): Promise<WireCounter> {
+  const sockets = new Set<Socket>();
+  const done: WireCounter['done'] = [];
+  const server = createTcpServer((socket) => void relay(socket, split(proxy), sockets).then((upstream) => done.push({ fromClient: upstream.bytesWritten, toClient: upstream.bytesRead })));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    done,
+    open: () => sockets.size,
+    stop: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
 /** A TLS front: terminates TLS with `pair` and passes the bytes to a plain-TCP target. */
 export interface TlsFront {
   /** https://127.0.0.1:PORT */
@@ -73,14 +111,7 @@ export interface TlsFront {
 export async function startTlsFront(target: string, pair: { cert: string; key: string }): Promise<TlsFront> {
   const { hostname, port } = new URL(target);
   const sockets = new Set<Socket>();
-  const server = createTlsServer(pair, (socket) => {
-    const upstream = connectTcp({ host: hostname, port: Number(port) });
-    sockets.add(socket).add(upstream);
-    void pipeline(socket, upstream, socket).catch(() => undefined).finally(() => {
-      sockets.delete(socket);
-      sockets.delete(upstream);
-    });
-  });
+  const server = createTlsServer(pair, (socket) => void relay(socket, { host: hostname, port: Number(port) }, sockets));
   server.on('tlsClientError', () => undefined);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
