@@ -1,5 +1,10 @@
-#!/usr/bin/env node
-/** The `regmirror` command: one module per command, registered here. */
+#!/usr/bin/env -S node --max-old-space-size=512
+/**
+ * The `regmirror` command: one module per command, registered here.
+ * The heap limit in the first line is there for memory, not for room: V8 sizes its heap growth by
+ * the limit, and with Node's default (a quarter of RAM) a busy mirror's RSS grows by tens of MB
+ * more than it needs (docs/performance.md). Live heap under load is 30-50 MB; 512 MB leaves room.
+ */
 import { Command } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { registerClientConfig, registerSetup } from './client-config.js';
