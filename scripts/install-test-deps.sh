@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   docker-registry skopeo umoci apache2-utils openssl nginx-light wrk containerd podman
-  ca-certificates git
+  ca-certificates git curl # curl: proxy tests and the bench
   chromium # the status page's browser test (playwright-core drives Debian's chromium)
   pebble # ACME test server for the TLS tests
   swift swift-proxy swift-object swift-container swift-account memcached # S3 (s3api) for scale-out tests
