@@ -1,24 +1,29 @@
 /**
  * The load generators: wrk for many concurrent clients, curl for single transfers (one process
  * per client, reading with curl's own large buffer; wrk reads 8 KiB at a time, which caps a single
- * large download below what the servers can send).
+ * large download below what the servers can send), and follow-load.ts for many clients that
+ * follow redirects (wrk does not).
  */
 import { fileURLToPath } from 'node:url';
 import { run } from '../test/support/index.js';
 
 const WRK_SCRIPT = fileURLToPath(new URL('./wrk-report.lua', import.meta.url));
 
-/** What a wrk run measured. */
-export interface WrkResult {
+/** What a timed load run measured. */
+export interface LoadResult {
   requests: number;
   bytes: number;
   seconds: number;
   requestsPerSec: number;
   bytesPerSec: number;
+  /** Failed requests (for wrk: socket errors, timeouts and responses with status >= 400). */
+  errors: number;
+}
+
+/** What a wrk run measured. */
+export interface WrkResult extends LoadResult {
   p50Ms: number;
   p99Ms: number;
-  /** Socket errors, timeouts and responses with status >= 400. */
-  errors: number;
 }
 
 interface WrkJson {
@@ -51,6 +56,21 @@ export async function wrk(url: string, opts: { connections: number; seconds: num
   };
 }
 
+const FOLLOW_CLIENT = fileURLToPath(new URL('./follow-load.ts', import.meta.url));
+
+/**
+ * `connections` clients download `url` (a blob of `size` bytes) for `seconds`, following its 307
+ * each time (bench/follow-load.ts, in a process of its own); `redirects` counts the hops taken.
+ */
+export async function followLoad(url: string, opts: { connections: number; seconds: number; size: number }): Promise<LoadResult & { redirects: number }> {
+  const out = await run(process.execPath, ['--import', 'tsx', FOLLOW_CLIENT, url, String(opts.connections), String(opts.seconds), String(opts.size)]);
+  const line = out.split('\n').find((l) => l.startsWith('FOLLOW_JSON '));
+  if (!line) throw new Error(`follow-load printed no summary:\n${out}`);
+  const r = JSON.parse(line.slice('FOLLOW_JSON '.length)) as { requests: number; redirects: number; bytes: number; errors: number; durationUs: number };
+  const seconds = r.durationUs / 1e6;
+  return { ...r, seconds, requestsPerSec: r.requests / seconds, bytesPerSec: r.bytes / seconds };
+}
+
 /** One curl transfer. */
 export interface Transfer {
   status: number;
@@ -76,9 +96,13 @@ export async function curlOnce(url: string, output = '/dev/null'): Promise<Trans
   return transfer!;
 }
 
-/** Downloads `url` `count` times one after the other on one kept-alive connection: one client. */
-export async function curlSeries(url: string, count: number, headers: Record<string, string> = {}): Promise<Transfer[]> {
-  const args = ['-s', '-w', WRITE_OUT, ...Object.entries(headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`])];
+/**
+ * Downloads `url` `count` times one after the other on one kept-alive connection: one client.
+ * With `follow`, each transfer follows redirects (its time and bytes include the hop).
+ */
+export async function curlSeries(url: string, count: number, opts: { headers?: Record<string, string>; follow?: boolean } = {}): Promise<Transfer[]> {
+  const headers = Object.entries(opts.headers ?? {}).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
+  const args = ['-s', ...(opts.follow ? ['-L'] : []), '-w', WRITE_OUT, ...headers];
   for (let i = 0; i < count; i++) args.push('-o', '/dev/null', url);
   return parseTransfers(await run('curl', args));
 }

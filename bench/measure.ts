@@ -17,12 +17,14 @@ export const MANIFEST_ACCEPT = [
   'application/vnd.oci.image.index.v1+json',
 ].join(', ');
 
-/** Workload 1: one client downloads the blob over and over for about `settings.seconds`. */
-export async function singleClientThroughput(url: string, image: BenchImage, settings: BenchSettings): Promise<{ mbps: number; bytes: number }> {
-  // About `seconds` at 1 GB/s.
-  const count = Math.max(2, Math.round((settings.seconds * 1e9) / image.layer.size));
-  const transfers = await curlSeries(url + image.blobPath, count);
-  expectComplete(transfers, image.layer.size, `one client at ${url}`);
+/**
+ * Workload 1: one client downloads the blob at `blobUrl` (`size` bytes) over and over for about
+ * `settings.seconds` at `expectedMBps` (default 1000), at least twice; `follow`: through a redirect each time.
+ */
+export async function singleClientThroughput(blobUrl: string, size: number, settings: BenchSettings, opts: { follow?: boolean; expectedMBps?: number } = {}): Promise<{ mbps: number; bytes: number }> {
+  const count = Math.max(2, Math.round((settings.seconds * (opts.expectedMBps ?? 1000) * 1e6) / size));
+  const transfers = await curlSeries(blobUrl, count, { follow: opts.follow });
+  expectComplete(transfers, size, `one client at ${blobUrl}`);
   const bytes = transfers.reduce((sum, t) => sum + t.bytes, 0);
   const seconds = transfers.reduce((sum, t) => sum + t.total, 0);
   return { mbps: bytes / seconds / 1e6, bytes };
@@ -41,7 +43,7 @@ export function manifestLoad(url: string, image: BenchImage, settings: BenchSett
 /** Fetches the image's manifest and blob once (twice: `times`), failing on anything but 200. */
 export async function fetchImage(url: string, image: BenchImage, times = 1): Promise<void> {
   for (const path of [image.manifestPath, image.blobPath]) {
-    const bad = (await curlSeries(url + path, times, { accept: MANIFEST_ACCEPT })).filter((t) => t.status !== 200);
+    const bad = (await curlSeries(url + path, times, { headers: { accept: MANIFEST_ACCEPT } })).filter((t) => t.status !== 200);
     if (bad.length > 0) throw new Error(`${url} answered ${bad[0]!.status} for ${path}`);
   }
 }

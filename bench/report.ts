@@ -12,17 +12,17 @@ export type Column = 'regmirror' | 'distribution' | 'limit';
 const COLUMNS: Column[] = ['regmirror', 'distribution', 'limit'];
 
 /** Samples of every metric, by row id and column. */
-export class Samples {
-  private readonly byRow = new Map<string, Partial<Record<Column, number[]>>>();
+export class Samples<C extends string = Column> {
+  private readonly byRow = new Map<string, Partial<Record<C, number[]>>>();
 
-  add(id: string, column: Column, value: number | undefined): void {
+  add(id: string, column: C, value: number | undefined): void {
     if (value === undefined || !Number.isFinite(value)) return;
-    const row = this.byRow.get(id) ?? {};
+    const row: Partial<Record<C, number[]>> = this.byRow.get(id) ?? {};
     (row[column] ??= []).push(value);
     this.byRow.set(id, row);
   }
 
-  of(id: string): Partial<Record<Column, number[]>> {
+  of(id: string): Partial<Record<C, number[]>> {
     return this.byRow.get(id) ?? {};
   }
 }
@@ -74,18 +74,22 @@ export function median(values: number[]): number | undefined {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** A column's value in a row: the median of its samples, or the largest for peaks. */
+function aggregate(values: number[] | undefined, how: RowSpec['aggregate']): number | undefined {
+  if (!values?.length) return undefined;
+  return how === 'max' ? Math.max(...values) : median(values);
+}
+
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
   a === undefined || b === undefined || b === 0 ? undefined : a / b;
 
 /**
- * regmirror / other: the median of the per-round ratios when both were measured every round (the
- * two runs of a round are seconds apart, so they share the machine's mood), else the ratio of the
+ * mine / theirs: the median of the per-round ratios when both were measured every round (the two
+ * runs of a round are seconds apart, so they share the machine's mood), else the ratio of the
  * aggregates (peaks, single values).
  */
-function roundRatio(spec: RowSpec, s: Partial<Record<Column, number[]>>, other: Column, a: number | undefined, b: number | undefined): number | undefined {
-  const mine = s.regmirror ?? [];
-  const theirs = s[other] ?? [];
-  if (spec.aggregate === 'max' || mine.length < 2 || mine.length !== theirs.length) return ratio(a, b);
+function roundRatio(mine: number[] = [], theirs: number[] = [], how: RowSpec['aggregate']): number | undefined {
+  if (how === 'max' || mine.length < 2 || mine.length !== theirs.length) return ratio(aggregate(mine, how), aggregate(theirs, how));
   return median(mine.map((v, i) => v / theirs[i]!));
 }
 
@@ -108,17 +112,14 @@ export function buildRows(specs: RowSpec[], samples: Samples, previous: Map<stri
   const rows = new Map<string, Row>();
   for (const spec of specs) {
     const s = samples.of(spec.id);
-    const pick = (c: Column): number | undefined => {
-      const values = s[c] ?? [];
-      return spec.aggregate === 'max' ? (values.length ? Math.max(...values) : undefined) : median(values);
-    };
+    const pick = (c: Column): number | undefined => aggregate(s[c], spec.aggregate);
     const row: Row = {
       id: spec.id, workload: spec.workload, metric: spec.metric, unit: spec.unit, limitName: spec.limitName,
       regmirror: pick('regmirror'), distribution: pick('distribution'), limit: pick('limit'),
       targets: [], samples: s, previous: previous.get(spec.id),
     };
-    row.vsPeer = roundRatio(spec, s, 'distribution', row.regmirror, row.distribution);
-    row.vsLimit = roundRatio(spec, s, 'limit', row.regmirror, row.limit);
+    row.vsPeer = roundRatio(s.regmirror, s.distribution, spec.aggregate);
+    row.vsLimit = roundRatio(s.regmirror, s.limit, spec.aggregate);
     rows.set(spec.id, row);
   }
   for (const spec of specs) {
@@ -167,14 +168,58 @@ export function formatTable(rows: Row[], markdown = false): string {
     verdict(r.targets),
     ...(compared ? [change(r)] : []),
   ]);
+  return renderTable(header, lines, new Set([2, 3, 4, 5, 6]), markdown);
+}
+
+/** Cells as a Markdown table, or as aligned text with the `numeric` columns (indexes) right-aligned. */
+function renderTable(header: string[], lines: string[][], numeric: Set<number>, markdown: boolean): string {
   if (markdown) {
     const esc = (cell: string): string => cell.replaceAll('|', '\\|');
     return [header, header.map(() => '---'), ...lines].map((cells) => `| ${cells.map(esc).join(' | ')} |`).join('\n');
   }
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const numeric = new Set([2, 3, 4, 5, 6]);
   const fmt = (cells: string[]): string => cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [fmt(header), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(fmt)].join('\n');
+}
+
+/** A table with columns of its own (the S3 column's): values by column, ratios between columns. */
+export interface ColumnTable<C extends string = string> {
+  columns: { id: C; header: string }[];
+  /** Each ratio is `of` / `to`, per round as in the main table. */
+  ratios: { of: C; to: C; header: string }[];
+  rows: ColumnRow<C>[];
+}
+
+/** One line of a ColumnTable; `ratios` in the order of the table's. */
+export interface ColumnRow<C extends string = string> {
+  id: string;
+  workload: string;
+  metric: string;
+  unit: string;
+  values: Partial<Record<C, number>>;
+  ratios: (number | undefined)[];
+  samples: Partial<Record<C, number[]>>;
+}
+
+/** Builds a ColumnTable's rows from the samples. */
+export function buildColumnTable<C extends string>(columns: ColumnTable<C>['columns'], ratios: ColumnTable<C>['ratios'], specs: RowSpec[], samples: Samples<C>): ColumnTable<C> {
+  const rows = specs.map((spec): ColumnRow<C> => {
+    const s = samples.of(spec.id);
+    const values: Partial<Record<C, number>> = {};
+    for (const { id } of columns) values[id] = aggregate(s[id], spec.aggregate);
+    return {
+      id: spec.id, workload: spec.workload, metric: spec.metric, unit: spec.unit, values,
+      ratios: ratios.map((r) => roundRatio(s[r.of], s[r.to], spec.aggregate)), samples: s,
+    };
+  });
+  return { columns, ratios, rows };
+}
+
+/** A ColumnTable as text, or as Markdown. */
+export function formatColumnTable(table: ColumnTable, markdown = false): string {
+  const header = ['workload', 'metric', ...table.columns.map((c) => c.header), ...table.ratios.map((r) => r.header)];
+  const lines = table.rows.map((r) => [r.workload, `${r.metric} (${r.unit})`, ...table.columns.map((c) => num(r.values[c.id])), ...r.ratios.map(x)]);
+  return renderTable(header, lines, new Set(header.map((_, i) => i).filter((i) => i >= 2)), markdown);
 }
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
@@ -185,6 +230,8 @@ const PREVIOUS = `${RESULTS_DIR}previous.json`;
 export interface ResultsFile {
   meta: Record<string, unknown>;
   rows: Row[];
+  /** The S3 column (absent when skipped). */
+  s3?: ColumnTable;
   notes: string[];
 }
 

@@ -1,5 +1,6 @@
-/** The table's rows: what each workload reports, and the targets of issue 3. */
-import { ratioTarget, valueTarget, type Row, type RowSpec, type Samples } from './report.js';
+/** The tables' rows: what each workload reports, and the targets of issue 3; the S3 column's (issue 8). */
+import { ratioTarget, valueTarget, type ColumnTable, type Row, type RowSpec, type Samples } from './report.js';
+import type { S3Column } from './s3.js';
 import { formatSize, type BenchSettings } from './settings.js';
 
 const RSS_LIMIT_MB = 200;
@@ -78,6 +79,35 @@ export function rowSpecs(s: BenchSettings): RowSpec[] {
       id: 'w6.flat', workload: `6 RSS as blobs grow`, metric: `peak RSS ${big} / ${mid}`, unit: 'x',
       targets: (row) => [valueTarget(row, '<=', RSS_FLAT_FACTOR, `<= ${RSS_FLAT_FACTOR}`)],
     },
+  ];
+}
+
+/** The S3 column's columns and ratios (issue 8 sets no targets for them). */
+export const S3_COLUMNS: ColumnTable<S3Column>['columns'] = [
+  { id: 'filesystem', header: 'filesystem' },
+  { id: 'stream', header: 'S3 stream' },
+  { id: 'redirect', header: 'S3 redirect' },
+  { id: 'swift', header: 'Swift direct' },
+];
+export const S3_RATIOS: ColumnTable<S3Column>['ratios'] = [
+  { of: 'stream', to: 'filesystem', header: 'stream/fs' },
+  { of: 'redirect', to: 'filesystem', header: 'redirect/fs' },
+  { of: 'stream', to: 'swift', header: 'stream/swift' },
+  { of: 'redirect', to: 'swift', header: 'redirect/swift' },
+];
+
+/** The S3 column's rows, labelled with this run's sizes. */
+export function s3RowSpecs(s: BenchSettings): RowSpec[] {
+  const w1 = `1 warm blob ${formatSize(s.bigBlob)}, 1 client`;
+  const w2 = `2 warm blob ${formatSize(s.smallBlob)}, ${s.connections} clients`;
+  return [
+    { id: 's3.w1.throughput', workload: `${w1} (curl; -L for S3 redirect)`, metric: 'throughput', unit: 'MB/s' },
+    { id: 's3.w1.rss', workload: w1, metric: 'peak RSS', unit: 'MB', aggregate: 'max' },
+    { id: 's3.w2.wrk.throughput', workload: `${w2} (wrk)`, metric: 'throughput', unit: 'MB/s' },
+    { id: 's3.w2.redirects', workload: `${w2} (wrk)`, metric: '307 answers', unit: 'req/s' },
+    { id: 's3.w2.follow.rps', workload: `${w2} (undici, follows 307)`, metric: 'requests', unit: 'req/s' },
+    { id: 's3.w2.follow.throughput', workload: `${w2} (undici, follows 307)`, metric: 'throughput', unit: 'MB/s' },
+    { id: 's3.w2.rss', workload: w2, metric: 'peak RSS', unit: 'MB', aggregate: 'max' },
   ];
 }
 

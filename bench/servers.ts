@@ -43,20 +43,25 @@ export interface RegmirrorOptions {
   main?: string;
   /** Options for node (default: BENCH_NODE_FLAGS, space-separated), e.g. `--cpu-prof --cpu-prof-dir=DIR`. */
   nodeFlags?: string[];
+  /** A `storage` section (e.g. an S3 bucket), written to a config file; --data still sets its local folder (the spool). */
+  storage?: Record<string, unknown>;
 }
 
-/** Starts regmirror with a fresh, empty cache, mirroring docker.io from `upstreamUrl`. */
+/** Starts regmirror with a fresh, empty cache (a fresh folder; `opts.storage` as given), mirroring docker.io from `upstreamUrl`. */
 export async function startRegmirror(upstreamUrl: string, opts: RegmirrorOptions = {}): Promise<BenchServer> {
   const main = opts.main ?? REGMIRROR_MAIN;
   const nodeFlags = opts.nodeFlags ?? (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   const dir = tempDir('bench-regmirror');
   const logPath = join(dir, 'regmirror.log');
+  const configFile = join(dir, 'regmirror.json');
+  // JSON is YAML; the command line sets listener, folder and upstream on top of it.
+  if (opts.storage) await writeFile(configFile, JSON.stringify({ version: 1, storage: opts.storage }));
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const log = openSync(logPath, 'a');
     const child = spawnTracked(process.execPath, [
-      ...nodeFlags, main, 'serve',
+      ...nodeFlags, main, 'serve', ...(opts.storage ? ['--config', configFile] : []),
       '--listen', `127.0.0.1:${port}`, '--data', join(dir, 'data'), '--upstream', `docker.io=${upstreamUrl}`, '--log-level', 'warn',
     ], { stdio: ['ignore', log, log] });
     closeSync(log);

@@ -1,19 +1,26 @@
 /**
  * What one bench run does: blob sizes, rounds and durations, from the environment.
  *   BENCH_QUICK=1   a smoke run: small blobs, short runs, one round (about a minute)
- *   BENCH_ROUNDS=N  rounds of every workload (default: 5 warm, 3 of workload 4, 2 of workload 5; 1 when quick)
+ *   BENCH_ROUNDS=N  rounds of every workload (default: 5 warm, 3 of workload 4, 2 of workload 5, 3 of
+ *                   the S3 column; 1 when quick)
  *   BENCH_SECONDS=N seconds of each timed load run (default 3; 2 when quick)
+ *   BENCH_S3=0      skip the S3 column (issue 8: regmirror on a bucket of OpenStack Swift's s3api)
+ *   BENCH_ONLY=s3   run the S3 column alone
  */
 
 /** The sizes and timings of a run. */
 export interface BenchSettings {
   quick: boolean;
+  /** The S3 column: with the rest (on), skipped (off), or alone (only). */
+  s3: 'on' | 'off' | 'only';
   /** Rounds of workloads 1-3 (short runs: many alternations beat long runs on a noisy machine). */
   rounds: number;
   /** Rounds of workload 4 (each a fresh mirror per pull). */
   coldRounds: number;
   /** Rounds of workload 5 (the slowest: Distribution fetches the blob once per client). */
   stampedeRounds: number;
+  /** Rounds of the S3 column (Swift sends 100-200 MB/s here: a 500 MB series alone takes 5-10 s). */
+  s3Rounds: number;
   /** Seconds of each wrk run (workloads 2 and 3) and of each single-client series (workload 1). */
   seconds: number;
   /** Bytes of the one layer of the small image (workloads 2 and 3). */
@@ -40,15 +47,25 @@ function positiveInt(name: string, fallback: number): number {
   return value;
 }
 
+function s3Mode(): BenchSettings['s3'] {
+  const { BENCH_S3: s3 = '', BENCH_ONLY: only = '' } = process.env;
+  if (!['', '0', '1'].includes(s3)) throw new Error(`BENCH_S3 must be 0 or 1, not "${s3}"`);
+  if (!['', 's3'].includes(only)) throw new Error(`BENCH_ONLY must be s3, not "${only}"`);
+  if (only && s3 === '0') throw new Error('BENCH_ONLY=s3 with BENCH_S3=0 leaves nothing to run');
+  return only ? 'only' : s3 === '0' ? 'off' : 'on';
+}
+
 /** Reads the settings from the environment. */
 export function benchSettings(): BenchSettings {
   const quick = process.env.BENCH_QUICK === '1';
   const rounds = (full: number): number => positiveInt('BENCH_ROUNDS', quick ? 1 : full);
   return {
     quick,
+    s3: s3Mode(),
     rounds: rounds(5),
     coldRounds: rounds(3),
     stampedeRounds: rounds(2),
+    s3Rounds: rounds(3),
     seconds: positiveInt('BENCH_SECONDS', quick ? 2 : 3),
     smallBlob: 5 * MB,
     bigBlob: quick ? 50 * MB : 500 * MB,

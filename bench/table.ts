@@ -1,10 +1,10 @@
 /**
- * Prints a results file's table as Markdown, for docs/performance.md, without the comparison with
+ * Prints a results file's tables as Markdown, for docs/performance.md, without the comparison with
  * the run before it: `node --import tsx bench/table.ts [bench/results/latest.json]`.
  */
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { formatTable, type ResultsFile } from './report.js';
+import { formatColumnTable, formatTable, type ResultsFile } from './report.js';
 import { runScript } from './script.js';
 
 async function main(): Promise<void> {
@@ -12,7 +12,8 @@ async function main(): Promise<void> {
   const results = JSON.parse(await readFile(path, 'utf8')) as ResultsFile;
   const m = results.meta;
   console.log(`${String(m.date).slice(0, 16).replace('T', ' ')} UTC, ${m.commit ? `commit ${m.commit}` : m.regmirror}${m.nodeFlags ? ` (node ${m.nodeFlags})` : ''}, ${m.cpus} × ${m.cpuModel}, node ${m.node}, ${m.runSeconds} s\n`);
-  console.log(formatTable(results.rows.map((r) => ({ ...r, previous: undefined })), true));
+  if (results.rows.length) console.log(formatTable(results.rows.map((r) => ({ ...r, previous: undefined })), true));
+  if (results.s3) console.log(`\nS3 column:\n\n${formatColumnTable(results.s3, true)}`);
   for (const note of results.notes) console.log(`\nnote: ${note}`);
 }
 

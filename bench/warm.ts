@@ -2,7 +2,7 @@
  * Workloads 1-3, on warm caches: the same requests against regmirror, Distribution's proxy and
  * nginx in turn, round after round (the order rotating), with each mirror's peak RSS per run.
  */
-import type { WrkResult } from './load.js';
+import type { LoadResult } from './load.js';
 import { blobLoad, fetchImage, MANIFEST_ACCEPT, manifestLoad, singleClientThroughput } from './measure.js';
 import { watchPeakRss } from './memory.js';
 import type { Column, Samples } from './report.js';
@@ -19,14 +19,23 @@ export function rotation<T>(items: T[], round: number): T[] {
   return [...items.slice(k), ...items.slice(0, k)];
 }
 
-/** Runs `measure` against each server with the mirrors' peak RSS recorded as `rssId`. */
-async function eachServer(servers: WarmServers, round: number, samples: Samples, rssId: string, measure: (column: Column, server: BenchServer) => Promise<void>): Promise<void> {
-  for (const column of rotation<Column>(['regmirror', 'distribution', 'limit'], round)) {
-    const server = servers[column];
-    const meter = column === 'limit' ? undefined : watchPeakRss(server.pid);
-    await measure(column, server);
+/**
+ * Runs `measure` for each column in this round's order, recording as `rssId` the peak RSS of the
+ * column's process (`pidOf`; undefined: none watched).
+ */
+export async function eachColumn<C extends string>(columns: C[], round: number, samples: Samples<C>, rssId: string, pidOf: (column: C) => number | undefined, measure: (column: C) => Promise<void>): Promise<void> {
+  for (const column of rotation(columns, round)) {
+    const pid = pidOf(column);
+    const meter = pid === undefined ? undefined : watchPeakRss(pid);
+    await measure(column);
     samples.add(rssId, column, meter?.stop());
   }
+}
+
+/** Runs `measure` against each server with the mirrors' peak RSS recorded as `rssId`. */
+function eachServer(servers: WarmServers, round: number, samples: Samples, rssId: string, measure: (column: Column, server: BenchServer) => Promise<void>): Promise<void> {
+  const pidOf = (column: Column): number | undefined => (column === 'limit' ? undefined : servers[column].pid);
+  return eachColumn<Column>(['regmirror', 'distribution', 'limit'], round, samples, rssId, pidOf, (column) => measure(column, servers[column]));
 }
 
 /** Fetches each image twice from each server (the second from a mirror's cache), checking regmirror says hit. */
@@ -42,11 +51,12 @@ async function warmUp(servers: WarmServers, images: BenchImage[]): Promise<void>
   }
 }
 
-/** wrk errors of every run, reported under the table. */
-export const wrkErrors: string[] = [];
+/** Failed requests of every load run, reported under the table. */
+export const loadErrors: string[] = [];
 
-function checked(result: WrkResult, what: string): WrkResult {
-  if (result.errors > 0) wrkErrors.push(`${what}: ${result.errors} errors in ${result.requests} requests`);
+/** The result, its failed requests (if any) noted in loadErrors. */
+export function checked<T extends LoadResult>(result: T, what: string): T {
+  if (result.errors > 0) loadErrors.push(`${what}: ${result.errors} errors in ${result.requests} requests`);
   return result;
 }
 
@@ -63,7 +73,7 @@ export async function runWarmWorkloads(settings: BenchSettings, servers: WarmSer
   for (let round = 0; round < settings.rounds; round++) {
     console.log(`  round ${round + 1}/${settings.rounds}: warm blob, one client`);
     await eachServer(servers, round, samples, 'w1.rss', async (column, server) => {
-      samples.add('w1.throughput', column, (await singleClientThroughput(server.url, big, settings)).mbps);
+      samples.add('w1.throughput', column, (await singleClientThroughput(server.url + big.blobPath, big.layer.size, settings)).mbps);
     });
 
     console.log(`  round ${round + 1}/${settings.rounds}: warm blob, ${settings.connections} clients`);

@@ -30,7 +30,7 @@ export async function runWorkload(workload: Workload, url: string, upstream: Ben
   const { big, small } = upstream;
   switch (workload) {
     case 'w1': {
-      const { mbps, bytes } = await singleClientThroughput(url, big, settings);
+      const { mbps, bytes } = await singleClientThroughput(url + big.blobPath, big.layer.size, settings);
       return { value: mbps, unit: 'MB/s', lowerIsBetter: false, summary: `${mbps.toFixed(0)} MB/s`, work: { amount: bytes / 1e9, unit: 'GB' } };
     }
     case 'w2':
