@@ -1,15 +1,16 @@
 /** `regmirror stats`: the status page's summary as a terminal table, read from a running mirror. */
 import type { Command } from 'commander';
 import {
-  UPSTREAM_COLUMNS, formatCache, formatCount, formatDuration, formatRateLimit, rateLimited,
+  UPSTREAM_COLUMNS, formatCache, formatCount, formatDuration, formatOpen, formatPerSecond, formatRateLimit,
+  formatRateWindow, formatReasons, formatTunnelBytes, outcomeLabel, proxyHint, rateLimited,
 } from '../web/assets/format.js';
-import type { StatusSnapshot, UpstreamStatus } from '../web/snapshot.js';
+import type { ProxyStatus, StatusSnapshot, UpstreamStatus } from '../web/snapshot.js';
 
 /** Adds `stats` to the program. */
 export function registerStats(program: Command): void {
   program
     .command('stats')
-    .description('print the status summary of a running mirror: per upstream requests, hit ratio, bytes, errors; cache size; Docker Hub pulls left; the most-pulled images')
+    .description('print the status summary of a running mirror: per upstream requests, hit ratio, bytes, errors; cache size; Docker Hub pulls left; the most-pulled images; the CONNECT proxy, if any')
     .requiredOption('-a, --admin <url>', 'its admin listener (admin.address), e.g. http://127.0.0.1:9090')
     .option('--json', 'print the status document as JSON')
     .action(async (opts: { admin: string; json?: boolean }) => {
@@ -40,7 +41,7 @@ export async function fetchStatus(admin: string): Promise<StatusSnapshot> {
   return (await res.json()) as StatusSnapshot;
 }
 
-/** The summary as text: the upstream table, the cache, rate limits and the most-pulled images. */
+/** The summary as text: the upstream table, the cache, rate limits, the most-pulled images and the proxy. */
 export function renderStats(s: StatusSnapshot, source: string): string {
   const rows = s.upstreams.map((u) => UPSTREAM_COLUMNS.map((c) => c.text(u, s.time)));
   if (s.upstreams.length > 1) {
@@ -60,12 +61,30 @@ export function renderStats(s: StatusSnapshot, source: string): string {
     '',
     'Most-pulled images (manifest GETs)',
     ...(s.topImages.length
-      ? table(s.topImages.map((img, i) => [`${i + 1}.`, `${img.upstream}/${img.repository}`, `${img.error ? '<= ' : ''}${formatCount(img.pulls)}`]), [true, false, true])
-        .split('\n').map((line) => `  ${line}`)
+      ? indent(table(s.topImages.map((img, i) => [`${i + 1}.`, `${img.upstream}/${img.repository}`, `${img.error ? '<= ' : ''}${formatCount(img.pulls)}`]), [true, false, true]))
       : ['  none yet']),
+    ...(s.proxy ? ['', ...renderProxy(s.proxy)] : []),
   ];
   return lines.join('\n');
 }
+
+/** The CONNECT proxy's lines: each outcome with its rate and reasons, open connections, TLS failures, tunnel bytes. */
+function renderProxy(p: ProxyStatus): string[] {
+  const hint = proxyHint(p);
+  return [
+    `CONNECT proxy (rates ${formatRateWindow(p.rateSeconds)})`,
+    ...indent(table(Object.entries(p.connects).map(([outcome, c]) =>
+      [outcomeLabel(outcome), formatCount(c.total), formatPerSecond(c.perSecond), formatReasons(c.reasons)]), [false, true, true, false])),
+    ...indent(table([
+      ['Open now', formatOpen(p.open)],
+      ['TLS handshake failures', formatReasons(p.handshakeFailures) || 'none'],
+      ['Tunnelled bytes', formatTunnelBytes(p.tunnelBytes)],
+    ], [false, false])),
+    ...(hint ? [`  Hint: ${hint}`] : []),
+  ];
+}
+
+const indent = (text: string): string[] => text.split('\n').map((line) => `  ${line}`);
 
 /** Columns padded to their widest cell, two spaces apart; numeric columns right-aligned. */
 export function table(rows: string[][], numeric: boolean[]): string {

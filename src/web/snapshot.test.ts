@@ -64,4 +64,32 @@ describe('status snapshot', () => {
     expect(docker).toMatchObject({ health: 'down', lastFailure: { at: now.t, failure: '503' }, upstreamErrors: 2, rateLimit: { limit: 100, remaining: 76 } });
     expect(s.cache.limitBytes).toBeNull();
   });
+
+  it('has no proxy part without a proxy, and reads every proxy metric with one', async () => {
+    const now = { t: 1_700_000_000_000 };
+    const { metrics, tracker } = setup(now);
+    expect(await takeSnapshot({ tracker, metrics })).not.toHaveProperty('proxy');
+
+    const proxy = metrics.proxy();
+    proxy.connects.inc({ outcome: 'intercepted', reason: '' }, 6);
+    proxy.connects.inc({ outcome: 'refused', reason: 'bad-target' });
+    proxy.connects.inc({ outcome: 'refused', reason: 'host-not-listed' }, 2);
+    proxy.connections.set({ outcome: 'intercepted' }, 2);
+    proxy.handshakeFailures.inc({ reason: 'unknown-ca' }, 3);
+    proxy.tunnelBytes.inc({ direction: 'to_client' }, 4096);
+    now.t += 3_000;
+    const s = await takeSnapshot({ tracker, metrics });
+    expect(s.proxy).toEqual({
+      connects: {
+        intercepted: { total: 6, perSecond: 2, reasons: [] },
+        tunnelled: { total: 0, perSecond: 0, reasons: [] },
+        refused: { total: 3, perSecond: 1, reasons: [{ reason: 'host-not-listed', count: 2 }, { reason: 'bad-target', count: 1 }] },
+        failed: { total: 0, perSecond: 0, reasons: [] },
+      },
+      rateSeconds: 3,
+      open: { intercepted: 2, tunnelled: 0 },
+      handshakeFailures: [{ reason: 'unknown-ca', count: 3 }],
+      tunnelBytes: { fromClient: 0, toClient: 4096 },
+    });
+  });
 });

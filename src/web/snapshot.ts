@@ -2,10 +2,10 @@
  * The status API's document (`GET /api/status`, and each `/api/events` message): totals read from
  * the metrics registry — the same numbers /metrics shows — joined with the tracker's history.
  */
-import type { Metrics } from '../metrics/metrics.js';
+import type { ConnectOutcome, Metrics } from '../metrics/metrics.js';
 import type { SeriesWindow } from './series.js';
 import type { ImageCount } from './top-images.js';
-import type { StatusTracker, UpstreamEvents } from './tracker.js';
+import { CONNECT_OUTCOMES, type StatusTracker, type UpstreamEvents } from './tracker.js';
 
 /** Request and byte totals since the process started. */
 export interface Counts {
@@ -60,6 +60,30 @@ export interface StatusSnapshot {
   /** The most-pulled images (manifest GETs), most first. */
   topImages: ImageCount[];
   series: SeriesWindow;
+  /** The CONNECT proxy's numbers; absent when no proxy is configured. */
+  proxy?: ProxyStatus;
+}
+
+/** One outcome of `regmirror_proxy_connects_total`. */
+export interface ConnectCount {
+  total: number;
+  /** Per second over `ProxyStatus.rateSeconds`; null in the first document. */
+  perSecond: number | null;
+  /** By the `reason` label (refusals and failures have one), most first. */
+  reasons: { reason: string; count: number }[];
+}
+
+/** The CONNECT proxy, from the `regmirror_proxy_*` metrics. */
+export interface ProxyStatus {
+  connects: Record<ConnectOutcome, ConnectCount>;
+  /** The span the rates were measured over: the last minute, or since the last document if older. */
+  rateSeconds: number | null;
+  /** `regmirror_proxy_connections_open`. */
+  open: { intercepted: number; tunnelled: number };
+  /** `regmirror_proxy_tls_handshake_failures_total` by reason, most first. */
+  handshakeFailures: { reason: string; count: number }[];
+  /** `regmirror_proxy_tunnel_bytes_total`. */
+  tunnelBytes: { fromClient: number; toClient: number };
 }
 
 /** Where a snapshot's parts come from. */
@@ -137,8 +161,46 @@ export async function takeSnapshot(sources: SnapshotSources): Promise<StatusSnap
     },
     topImages: tracker.topImages(sources.topImages ?? 10),
     series: tracker.window(now),
+    ...(await proxyStatus(metrics, tracker, now)),
   };
 }
+
+/** The proxy's part of the document: nothing when its metrics were never registered (no proxy). */
+async function proxyStatus(metrics: Metrics, tracker: StatusTracker, now: number): Promise<{ proxy?: ProxyStatus }> {
+  // Read by name: Metrics.proxy() would register the series on a mirror without a proxy.
+  const read = async (name: string): Promise<{ labels: Labels; value: number }[] | undefined> =>
+    (await (metrics.registry.getSingleMetric(name) as Sampled | undefined)?.get())?.values;
+  const connects = await read('regmirror_proxy_connects_total');
+  if (!connects) return {};
+  const counts = Object.fromEntries(CONNECT_OUTCOMES.map((o): [string, ConnectCount] => [o, { total: 0, perSecond: null, reasons: [] }])) as Record<ConnectOutcome, ConnectCount>;
+  for (const { labels, value } of connects) {
+    const count = counts[labels.outcome as ConnectOutcome];
+    count.total += value;
+    if (labels.reason) count.reasons.push({ reason: String(labels.reason), count: value });
+  }
+  const rates = tracker.proxyRates.observe(now, Object.fromEntries(CONNECT_OUTCOMES.map((o) => [o, counts[o].total])) as Record<ConnectOutcome, number>);
+  for (const o of CONNECT_OUTCOMES) {
+    counts[o].perSecond = rates?.perSecond[o] ?? null;
+    counts[o].reasons = byCount(counts[o].reasons);
+  }
+  const byLabel = async (name: string, label: string): Promise<Map<string, number>> =>
+    new Map((await read(name) ?? []).map(({ labels, value }) => [String(labels[label]), value]));
+  const open = await byLabel('regmirror_proxy_connections_open', 'outcome');
+  const bytes = await byLabel('regmirror_proxy_tunnel_bytes_total', 'direction');
+  const failures = await byLabel('regmirror_proxy_tls_handshake_failures_total', 'reason');
+  return {
+    proxy: {
+      connects: counts,
+      rateSeconds: rates?.seconds ?? null,
+      open: { intercepted: open.get('intercepted') ?? 0, tunnelled: open.get('tunnelled') ?? 0 },
+      handshakeFailures: byCount([...failures].map(([reason, count]) => ({ reason, count }))),
+      tunnelBytes: { fromClient: bytes.get('from_client') ?? 0, toClient: bytes.get('to_client') ?? 0 },
+    },
+  };
+}
+
+const byCount = (list: { reason: string; count: number }[]): { reason: string; count: number }[] =>
+  list.filter((r) => r.count > 0).sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason));
 
 async function gaugeByUpstream(gauge: Sampled): Promise<Map<string, number>> {
   return new Map((await gauge.get()).values.map(({ labels, value }) => [String(labels.upstream), value]));

@@ -1,12 +1,17 @@
 /**
  * What the status page knows beyond the metrics registry: the last hour in 10-second intervals,
- * the most-pulled images, and each upstream's last success and failure. Fed by every finished
- * request and every upstream answer; totals are not counted here but read from the metrics, so
- * the page and /metrics never disagree (see snapshot.ts).
+ * the most-pulled images, each upstream's last success and failure, and earlier readings of the
+ * proxy's counters for its rates. Fed by every finished request and every upstream answer; totals
+ * are not counted here but read from the metrics, so the page and /metrics never disagree (see
+ * snapshot.ts).
  */
-import type { RequestKind } from '../metrics/metrics.js';
+import type { ConnectOutcome, RequestKind } from '../metrics/metrics.js';
+import { CounterRates } from './rates.js';
 import { RingSeries, type SeriesWindow } from './series.js';
 import { TopImages, type ImageCount } from './top-images.js';
+
+/** The outcomes of a CONNECT, in the order the page and `stats` show them. */
+export const CONNECT_OUTCOMES: readonly ConnectOutcome[] = ['intercepted', 'tunnelled', 'refused', 'failed'];
 
 /** The fields of a finished request the tracker reads (the server's RequestRecord has them). */
 export interface TrackedRequest {
@@ -66,6 +71,8 @@ export class StatusTracker {
   private readonly states = new Map<string, UpstreamState>();
   private readonly degradedForMs: number;
   readonly now: () => number;
+  /** The CONNECT proxy's rates, from the counts each status document read. */
+  readonly proxyRates: CounterRates<ConnectOutcome>;
 
   constructor(options: StatusTrackerOptions) {
     this.now = options.now ?? monotonicNow;
@@ -73,6 +80,7 @@ export class StatusTracker {
     this.upstreamNames = [...options.upstreams];
     this.degradedForMs = options.degradedForMs ?? 300_000;
     this.images = new TopImages(options.imageCapacity);
+    this.proxyRates = new CounterRates(this.startedAt, CONNECT_OUTCOMES);
     for (const name of options.upstreams) this.states.set(name, { lastSuccessAt: 0, lastFailureAt: 0, lastFailure: '' });
   }
 

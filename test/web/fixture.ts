@@ -1,11 +1,17 @@
 // One mirror for the status page and `regmirror stats` tests: three upstreams that show each
 // state — a real registry (ghcr.io), a Docker Hub stand-in that answers 404 with rate-limit
-// headers (docker.io), and a closed port (quay.io) — and an admin listener of its own.
+// headers (docker.io), and a closed port (quay.io) — and an admin listener of its own; with
+// `proxy`, a CONNECT proxy too.
 import { createServer, type Server } from 'node:http';
-import { freePort, seedImage, startRegistry, type Registry, type SeededImage } from '../support/index.js';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, run, seedImage, startRegistry, tempDir, type Registry, type SeededImage } from '../support/index.js';
 import { closeServer, listen } from '../support/http.js';
 import { formatBytes, formatCount, formatPercent } from '../../src/web/assets/format.js';
+import { initLocalCa } from '../../src/tls/init.js';
 import { startTestMirror, type TestMirror } from '../harness/mirror.js';
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 /** The running pieces. */
 export interface StatusFixture {
@@ -15,6 +21,8 @@ export interface StatusFixture {
   mirror: TestMirror;
   /** http://127.0.0.1:PORT of the admin listener. */
   adminUrl: string;
+  /** With `proxy`: the proxy, its CA, and listed hosts it tunnels to (the registry) and cannot reach (a closed port). */
+  proxy?: { host: string; caCert: string; tunnelTo: string; unreachable: string };
   close(): Promise<void>;
 }
 
@@ -30,8 +38,8 @@ function fakeHub(): Server {
   });
 }
 
-/** Starts the registry (with team/app:v1 and team/tool:v1), the stand-ins and the mirror. */
-export async function startStatusFixture(): Promise<StatusFixture> {
+/** Starts the registry (with team/app:v1 and team/tool:v1), the stand-ins and the mirror (with a CONNECT proxy, if asked). */
+export async function startStatusFixture(options: { proxy?: boolean } = {}): Promise<StatusFixture> {
   const registry = await startRegistry();
   const images = await Promise.all([
     seedImage(registry, { repo: 'team/app', tag: 'v1', layerSizes: [600_000, 200_000] }),
@@ -39,19 +47,24 @@ export async function startStatusFixture(): Promise<StatusFixture> {
   ]);
   const hub = fakeHub();
   const hubUrl = await listen(hub);
+  const closed = `127.0.0.1:${await freePort()}`;
+  const tunnelTo = new URL(registry.url).host;
+  const ca = options.proxy ? (await initLocalCa({ dir: join(tempDir('status-proxy'), 'tls'), names: ['127.0.0.1'] })).files : undefined;
   const mirror = await startTestMirror({
     upstreams: {
       'ghcr.io': { url: registry.url },
       'docker.io': { url: hubUrl, dockerHubNames: true, retries: 0 },
-      'quay.io': { url: `http://127.0.0.1:${await freePort()}`, retries: 0 },
+      'quay.io': { url: `http://${closed}`, retries: 0 },
     },
     admin: { address: '127.0.0.1:0' },
+    ...(ca ? { proxy: { hosts: ['ghcr.io', tunnelTo, closed], caCert: ca.caCert, caKey: ca.caKey } } : {}),
   });
   return {
     registry,
     images,
     mirror,
     adminUrl: `http://${mirror.hosts[1]}`,
+    ...(ca ? { proxy: { host: mirror.proxyHost!, caCert: ca.caCert, tunnelTo, unreachable: closed } } : {}),
     async close() {
       await mirror.close();
       await closeServer(hub);
@@ -59,6 +72,9 @@ export async function startStatusFixture(): Promise<StatusFixture> {
     },
   };
 }
+
+/** Runs `regmirror stats` with `args`; resolves with its output. */
+export const stats = (...args: string[]): Promise<string> => run(process.execPath, ['--import', 'tsx', CLI, 'stats', ...args]);
 
 /** The sum of every sample of `name` whose labels include `labels`, from Prometheus text. */
 export function sumSamples(text: string, name: string, labels: Record<string, string> = {}): number {

@@ -1,31 +1,19 @@
 // The status page in a real browser (Debian's chromium, driven by playwright-core): it loads
 // with no network but the mirror's, updates live while images are pulled, shows exactly what
 // /metrics says, and reads on a phone. Screenshots are kept in test/web/artifacts/.
-import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatBytes, formatCache, formatCount } from '../../src/web/assets/format.js';
-import { freePort, run, skopeoCopyToDir, tempDir } from '../support/index.js';
+import { freePort, skopeoCopyToDir, tempDir } from '../support/index.js';
 import { send } from '../harness/http.js';
-import { expectedCells, expectedUpstream, startStatusFixture, sumSamples, type StatusFixture } from './fixture.js';
-
-const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
+import { ARTIFACTS, PHONE, expectPhoneLayout, launchBrowser, openPage, type OpenedPage } from './browser.js';
+import { expectedCells, expectedUpstream, startStatusFixture, stats, sumSamples, type StatusFixture } from './fixture.js';
 
 let fixture: StatusFixture;
 let browser: Browser;
 
 beforeAll(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  [fixture, browser] = await Promise.all([
-    startStatusFixture(),
-    chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS }),
-  ]);
+  [fixture, browser] = await Promise.all([startStatusFixture(), launchBrowser()]);
 });
 
 afterAll(async () => {
@@ -49,7 +37,7 @@ function readPage(page: Page): Promise<Shown> {
     for (const tr of document.querySelectorAll<HTMLElement>('#upstreams tbody tr')) {
       upstreams[tr.dataset.upstream!] = Object.fromEntries([...tr.querySelectorAll<HTMLElement>('td')].map((td) => [td.dataset.field!, cell(td)]));
     }
-    const tiles = Object.fromEntries([...document.querySelectorAll<HTMLElement>('.tiles [data-field]')].map((el) => [el.dataset.field!, cell(el)]));
+    const tiles = Object.fromEntries([...document.querySelectorAll<HTMLElement>('#totals [data-field]')].map((el) => [el.dataset.field!, cell(el)]));
     const images = [...document.querySelectorAll<HTMLElement>('#top-images li[data-repository]')].map((li) => ({
       name: `${li.dataset.upstream}/${li.dataset.repository}`,
       pulls: Number(li.querySelector<HTMLElement>('.pulls')!.dataset.value),
@@ -58,24 +46,11 @@ function readPage(page: Page): Promise<Shown> {
   });
 }
 
-async function openPage(options: Parameters<Browser['newContext']>[0]): Promise<{ page: Page; requested: string[]; errors: string[] }> {
-  const context = await browser.newContext(options);
-  const page = await context.newPage();
-  const requested: string[] = [];
-  const errors: string[] = [];
-  page.on('request', (r) => requested.push(r.url()));
-  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`${fixture.adminUrl}/`);
-  await page.waitForSelector('body[data-time]');
-  return { page, requested, errors };
-}
-
 describe('status page', () => {
-  let desktop: Awaited<ReturnType<typeof openPage>>;
+  let desktop: OpenedPage;
 
   it('loads from the mirror alone and updates live while images are pulled', async () => {
-    desktop = await openPage({ viewport: { width: 1280, height: 900 } });
+    desktop = await openPage(browser, fixture.adminUrl, { viewport: { width: 1280, height: 900 } });
     const { page } = desktop;
     expect(await page.locator('#connection').getAttribute('data-state')).toBe('live');
     expect((await readPage(page)).tiles.requests!.value).toBe('0');
@@ -132,6 +107,11 @@ describe('status page', () => {
     expect(await page.locator('#chart-requests canvas').count()).toBe(1);
     expect(await page.locator('#chart-bytes canvas').count()).toBe(1);
 
+    // No proxy configured: no proxy series, no proxy part in the document, no proxy panel.
+    expect(metrics).not.toContain('regmirror_proxy_');
+    expect(status).not.toHaveProperty('proxy');
+    expect(await page.locator('#proxy').isHidden()).toBe(true);
+
     await page.screenshot({ path: `${ARTIFACTS}status-desktop.png`, fullPage: true });
     const origin = new URL(fixture.adminUrl).origin;
     expect(desktop.requested.filter((url) => new URL(url).origin !== origin)).toEqual([]);
@@ -139,18 +119,9 @@ describe('status page', () => {
   });
 
   it('reads on a phone: no sideways scrolling, one card per upstream', async () => {
-    const { page, errors } = await openPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    const { page, errors } = await openPage(browser, fixture.adminUrl, PHONE);
     await page.waitForSelector('#upstreams tbody tr');
-    const layout = await page.evaluate(() => ({
-      scrollWidth: document.documentElement.scrollWidth,
-      width: window.innerWidth,
-      headerShown: getComputedStyle(document.querySelector('#upstreams thead')!).display !== 'none',
-      widest: Math.max(...[...document.querySelectorAll('td, .tile, figure')].map((el) => el.getBoundingClientRect().right)),
-    }));
-    expect(layout.scrollWidth).toBeLessThanOrEqual(layout.width);
-    expect(layout.widest).toBeLessThanOrEqual(layout.width);
-    expect(layout.headerShown).toBe(false);
-    await page.screenshot({ path: `${ARTIFACTS}status-phone.png`, fullPage: true });
+    await expectPhoneLayout(page, 'status-phone.png');
     expect(errors).toEqual([]);
   });
 
@@ -162,8 +133,6 @@ describe('status page', () => {
 });
 
 describe('regmirror stats', () => {
-  const stats = (...args: string[]): Promise<string> => run(process.execPath, ['--import', 'tsx', CLI, 'stats', ...args]);
-
   it('prints the same summary as a table, with the numbers /metrics has', async () => {
     const metrics = (await send(`${fixture.adminUrl}/metrics`)).body.toString();
     const out = await stats('--admin', fixture.adminUrl);
@@ -185,6 +154,7 @@ describe('regmirror stats', () => {
     expect(out).toContain('Docker Hub pulls left  docker.io: 76 of 100 left');
     expect(out).toMatch(/^ {2}1\. {2}ghcr\.io\/team\/app {3}2$/m);
     expect(out).toMatch(/^ {2}2\. {2}ghcr\.io\/team\/tool {2}1$/m);
+    expect(out).not.toMatch(/proxy/i);
   });
 
   it('prints the status document with --json', async () => {

@@ -57,6 +57,51 @@ export function formatRateLimit(rateLimit) {
   return rateLimit.limit === null ? `${formatCount(rateLimit.remaining)} left` : `${formatCount(rateLimit.remaining)} of ${formatCount(rateLimit.limit)} left`;
 }
 
+/** A rate without its unit: two decimals below 10 (`0.25`, `0`), a whole count above (`1,204`). */
+export function formatRate(v) {
+  return v < 10 ? v.toFixed(v ? 2 : 0) : formatCount(v);
+}
+
+/** A per-second rate, or `—` when there is none yet: `0.25/s`. */
+export function formatPerSecond(v) {
+  return v === null || v === undefined ? '—' : `${formatRate(v)}/s`;
+}
+
+/** The span rates were measured over: `over the last 1 min 0 s`, or `not measured yet`. */
+export function formatRateWindow(seconds) {
+  return seconds === null ? 'not measured yet' : `over the last ${formatDuration(seconds)}`;
+}
+
+/** Counts by reason, most first: `host-not-listed 2, bad-target 1`, or `''` for none. */
+export function formatReasons(list) {
+  return list.map((r) => `${r.reason} ${formatCount(r.count)}`).join(', ');
+}
+
+/** A CONNECT outcome's heading: `Intercepted`. */
+export function outcomeLabel(outcome) {
+  return outcome[0].toUpperCase() + outcome.slice(1);
+}
+
+/** The proxy connections open now: `3 intercepted, 1 tunnelled`. */
+export function formatOpen(open) {
+  return `${formatCount(open.intercepted)} intercepted, ${formatCount(open.tunnelled)} tunnelled`;
+}
+
+/** Tunnelled bytes both ways: `1.20 KiB from clients, 4.50 MiB to clients`. */
+export function formatTunnelBytes(bytes) {
+  return `${formatBytes(bytes.fromClient)} from clients, ${formatBytes(bytes.toClient)} to clients`;
+}
+
+/** The handshake failures a client sends when it does not trust the certificate it was shown. */
+const UNTRUSTED_CA = new Set(['unknown-ca', 'bad-certificate']);
+
+/** What to do about the proxy's handshake failures, or null when none points at the CA. */
+export function proxyHint(proxy) {
+  return proxy.handshakeFailures.some((f) => UNTRUSTED_CA.has(f.reason))
+    ? "clients don't trust the regmirror CA: see docs/transparent-proxy.md"
+    : null;
+}
+
 /** The per-upstream table: key, heading, whether it is a number (right-aligned), and its text. */
 export const UPSTREAM_COLUMNS = [
   { key: 'name', label: 'Upstream', numeric: false, text: (u) => u.name },

@@ -1,7 +1,8 @@
 // The status page: renders each status document (pushed by /api/events, or polled from
 // /api/status where EventSource is missing) into the page and the two uPlot charts.
 import {
-  UPSTREAM_COLUMNS, formatBytes, formatCache, formatCount, formatDuration, formatPercent, formatRateLimit, rateLimited,
+  UPSTREAM_COLUMNS, formatBytes, formatCache, formatCount, formatDuration, formatOpen, formatPercent,
+  formatPerSecond, formatRate, formatRateLimit, formatRateWindow, formatReasons, formatTunnelBytes, outcomeLabel, proxyHint, rateLimited,
 } from './format.js';
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -75,6 +76,45 @@ function renderUpstreams(s) {
   }));
 }
 
+/** A tile per CONNECT outcome, made once, before the fixed tiles: total, rate and reasons. */
+function outcomeTiles(root, outcomes) {
+  const tiles = outcomes.map((key) => {
+    const tile = document.createElement('div');
+    tile.className = 'tile';
+    tile.innerHTML = `<h3></h3><p class="big" data-field="${key}">—</p><p class="sub"><span data-field="${key}PerSecond">—</span> <span data-field="${key}Reasons"></span></p>`;
+    $('h3', tile).textContent = outcomeLabel(key);
+    return tile;
+  });
+  $('.tiles', root).prepend(...tiles);
+}
+
+function renderProxy(s) {
+  const root = $('#proxy');
+  root.hidden = !s.proxy;
+  if (!s.proxy) return;
+  const p = s.proxy;
+  if (!field(root, 'intercepted')) outcomeTiles(root, Object.keys(p.connects));
+  for (const [key, c] of Object.entries(p.connects)) {
+    show(field(root, key), c.total, formatCount(c.total));
+    show(field(root, `${key}PerSecond`), c.perSecond, formatPerSecond(c.perSecond));
+    show(field(root, `${key}Reasons`), null, c.reasons.length ? `· ${formatReasons(c.reasons)}` : '');
+  }
+  show(field(root, 'rateSeconds'), p.rateSeconds, formatRateWindow(p.rateSeconds));
+  const open = p.open.intercepted + p.open.tunnelled;
+  show(field(root, 'open'), open, formatCount(open));
+  show(field(root, 'openSplit'), null, formatOpen(p.open));
+  const failures = p.handshakeFailures.reduce((n, f) => n + f.count, 0);
+  show(field(root, 'handshakeFailures'), failures, formatCount(failures));
+  show(field(root, 'handshakeReasons'), null, formatReasons(p.handshakeFailures) || 'none');
+  const bytes = p.tunnelBytes.fromClient + p.tunnelBytes.toClient;
+  show(field(root, 'tunnelBytes'), bytes, formatBytes(bytes));
+  show(field(root, 'tunnelSplit'), null, formatTunnelBytes(p.tunnelBytes));
+  const hint = field(root, 'hint');
+  const text = proxyHint(p);
+  hint.hidden = text === null;
+  show(hint, text, text ?? '');
+}
+
 function renderImages(s) {
   const list = $('#top-images');
   if (!s.topImages.length) return;
@@ -123,8 +163,6 @@ function makeChart(id, series, formatValue, formatTick) {
   return chart;
 }
 
-const formatRate = (v) => (v < 10 ? v.toFixed(v ? 2 : 0) : formatCount(v));
-
 function renderCharts(s) {
   if (!window.uPlot) return;
   const accent = cssVar('--accent');
@@ -148,6 +186,7 @@ function renderCharts(s) {
 
 function render(s) {
   renderTotals(s);
+  renderProxy(s);
   renderUpstreams(s);
   renderImages(s);
   renderCharts(s);
