@@ -190,14 +190,14 @@ export interface ColumnTable<C extends string = string> {
   rows: ColumnRow<C>[];
 }
 
-/** One line of a ColumnTable; `ratios` in the order of the table's. */
+/** One line of a ColumnTable; `ratios` by their header (an object, so that JSON keeps undefined as absent). */
 export interface ColumnRow<C extends string = string> {
   id: string;
   workload: string;
   metric: string;
   unit: string;
   values: Partial<Record<C, number>>;
-  ratios: (number | undefined)[];
+  ratios: Partial<Record<string, number>>;
   samples: Partial<Record<C, number[]>>;
 }
 
@@ -209,7 +209,7 @@ export function buildColumnTable<C extends string>(columns: ColumnTable<C>['colu
     for (const { id } of columns) values[id] = aggregate(s[id], spec.aggregate);
     return {
       id: spec.id, workload: spec.workload, metric: spec.metric, unit: spec.unit, values,
-      ratios: ratios.map((r) => roundRatio(s[r.of], s[r.to], spec.aggregate)), samples: s,
+      ratios: Object.fromEntries(ratios.map((r) => [r.header, roundRatio(s[r.of], s[r.to], spec.aggregate)])), samples: s,
     };
   });
   return { columns, ratios, rows };
@@ -218,7 +218,7 @@ export function buildColumnTable<C extends string>(columns: ColumnTable<C>['colu
 /** A ColumnTable as text, or as Markdown. */
 export function formatColumnTable(table: ColumnTable, markdown = false): string {
   const header = ['workload', 'metric', ...table.columns.map((c) => c.header), ...table.ratios.map((r) => r.header)];
-  const lines = table.rows.map((r) => [r.workload, `${r.metric} (${r.unit})`, ...table.columns.map((c) => num(r.values[c.id])), ...r.ratios.map(x)]);
+  const lines = table.rows.map((r) => [r.workload, `${r.metric} (${r.unit})`, ...table.columns.map((c) => num(r.values[c.id])), ...table.ratios.map((ratio) => x(r.ratios[ratio.header]))]);
   return renderTable(header, lines, new Set(header.map((_, i) => i).filter((i) => i >= 2)), markdown);
 }
 

@@ -105,7 +105,6 @@ export function s3RowSpecs(s: BenchSettings): RowSpec[] {
     { id: 's3.w1.rss', workload: w1, metric: 'peak RSS', unit: 'MB', aggregate: 'max' },
     { id: 's3.w2.wrk.throughput', workload: `${w2} (wrk)`, metric: 'throughput', unit: 'MB/s' },
     { id: 's3.w2.redirects', workload: `${w2} (wrk)`, metric: '307 answers', unit: 'req/s' },
-    { id: 's3.w2.follow.rps', workload: `${w2} (undici, follows 307)`, metric: 'requests', unit: 'req/s' },
     { id: 's3.w2.follow.throughput', workload: `${w2} (undici, follows 307)`, metric: 'throughput', unit: 'MB/s' },
     { id: 's3.w2.rss', workload: w2, metric: 'peak RSS', unit: 'MB', aggregate: 'max' },
   ];

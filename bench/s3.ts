@@ -118,13 +118,12 @@ export async function runS3Column(settings: BenchSettings, upstreamUrl: string, 
         // wrk does not follow the 307: against the redirecting replica it measures the 307s alone.
         const r = checked(await wrk(urlOf(small, column), load), `S3 workload 2 (wrk), ${column}`);
         // Its bytes count partial bodies too, its requests only whole ones: on a column too slow to
-        // finish 64 bodies in a run, MB/s is the honest figure and req/s comes from the next client.
+        // finish 64 bodies in a run, MB/s is the honest figure (whole bodies: the next client).
         if (column === 'redirect') into.add('s3.w2.redirects', column, r.requestsPerSec);
         else into.add('s3.w2.wrk.throughput', column, r.bytesPerSec / 1e6);
       });
       await eachColumn(COLUMNS, round, into, 's3.w2.rss', pidOf, async (column) => {
         const r = checked(await followLoad(urlOf(small, column), { ...load, size: small.layer.size }), `S3 workload 2 (undici), ${column}`);
-        into.add('s3.w2.follow.rps', column, r.requestsPerSec);
         into.add('s3.w2.follow.throughput', column, r.bytesPerSec / 1e6);
       });
     };
