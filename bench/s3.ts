@@ -94,7 +94,10 @@ export async function runS3Column(settings: BenchSettings, upstreamUrl: string, 
   const stops: (() => Promise<void>)[] = [];
   try {
     const swift = await startSwift().catch((err: unknown) => {
-      s3Notes.push(`S3 column skipped: Swift did not start (${String(err).split('\n').slice(0, 2).join(' ')})`);
+      // The first line says what failed, the last why (a command's stderr, a server's log).
+      const lines = (err instanceof Error ? err.message : String(err)).split('\n').map((l) => l.trim()).filter(Boolean);
+      const why = lines.length > 1 ? `${lines[0]} … ${lines.at(-1)}` : lines[0];
+      s3Notes.push(`S3 column skipped: Swift did not start (${why}); scripts/install-test-deps.sh installs it`);
     });
     if (!swift) return false;
     stops.push(async () => {
