@@ -1,12 +1,15 @@
 /**
  * Workloads 4 and 5, on cold caches: every measurement gets a mirror process with empty storage.
- * 4: pulls through a mirror against the same pull straight from the upstream.
+ * 4: pulls through a mirror against the same pull straight from the upstream; then again with the
+ *    mirror on a CPU of its own (client and upstream on the others), as on a host of its own.
  * 5: many clients at once for one uncached blob, upstream bytes counted by a relay in front of it.
  */
+import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBlobGet, startCountingRelay } from '../test/support/index.js';
+import { ALL_CPUS, pin } from './affinity.js';
 import { coldBlob, fetchImage, stampede, timedPull } from './measure.js';
-import { watchPeakRss } from './memory.js';
+import { pidListeningOn, watchPeakRss } from './memory.js';
 import type { Column, Samples } from './report.js';
 import { startDistributionProxy, startRegmirror, type BenchServer } from './servers.js';
 import type { BenchSettings } from './settings.js';
@@ -20,9 +23,10 @@ type Mirror = 'regmirror' | 'distribution';
  * mirror's peak RSS. The mirror first serves `warm` (cold too, but not measured), so that what is
  * measured is a cold cache, not a cold process: JIT, upstream connection and token are warm.
  */
-async function withFreshMirror<T>(mirror: Mirror, upstreamUrl: string, warm: BenchImage, fn: (server: BenchServer) => Promise<T>): Promise<{ value: T; rss: number | undefined }> {
+async function withFreshMirror<T>(mirror: Mirror, upstreamUrl: string, warm: BenchImage, fn: (server: BenchServer) => Promise<T>, cpus?: string): Promise<{ value: T; rss: number | undefined }> {
   const server = await (mirror === 'regmirror' ? startRegmirror(upstreamUrl) : startDistributionProxy(upstreamUrl));
   try {
+    if (cpus !== undefined) pin(server.pid, cpus);
     const meter = watchPeakRss(server.pid);
     await fetchImage(server.url, warm);
     const value = await fn(server);
@@ -33,9 +37,9 @@ async function withFreshMirror<T>(mirror: Mirror, upstreamUrl: string, warm: Ben
 }
 
 /** Runs `fn` with the URL of a fresh mirror (or of the upstream itself for 'limit'), recording the mirror's RSS. */
-async function fromColdSource(column: Column, upstream: BenchUpstream, samples: Samples, fn: (url: string) => Promise<void>): Promise<void> {
+async function fromColdSource(column: Column, upstream: BenchUpstream, samples: Samples, fn: (url: string) => Promise<void>, mirrorCpus?: string): Promise<void> {
   if (column === 'limit') return fn(upstream.registry.url);
-  const { rss } = await withFreshMirror(column, upstream.registry.url, upstream.small, (server) => fn(server.url));
+  const { rss } = await withFreshMirror(column, upstream.registry.url, upstream.small, (server) => fn(server.url), mirrorCpus);
   samples.add('w4.rss', column, rss);
 }
 
@@ -86,5 +90,36 @@ export async function runColdStampede(settings: BenchSettings, upstream: BenchUp
         }
       }
     }
+  }
+}
+
+/**
+ * Workload 4 with the mirror on the last CPU and everything else — this process, so the skopeo it
+ * starts, and the upstream — on the others: on a shared machine a mirror's hashing and copying
+ * take CPU from the client and the upstream, which a mirror on a host of its own does not.
+ */
+export async function runPinnedColdPulls(settings: BenchSettings, upstream: BenchUpstream, samples: Samples): Promise<void> {
+  const cpus = availableParallelism();
+  if (cpus < 2) {
+    coldNotes.push('workload 4 with the mirror on a CPU of its own: skipped, this machine has one CPU');
+    return;
+  }
+  const mirrorCpu = String(cpus - 1);
+  const otherCpus = cpus === 2 ? '0' : `0-${cpus - 2}`;
+  const upstreamPid = await pidListeningOn(Number(new URL(upstream.registry.url).port));
+  pin(process.pid, otherCpus);
+  pin(upstreamPid, otherCpus);
+  try {
+    for (let round = 0; round < settings.coldRounds; round++) {
+      console.log(`  round ${round + 1}/${settings.coldRounds}: cold pulls, mirror on CPU ${mirrorCpu}`);
+      for (const column of rotation<Column>(['regmirror', 'distribution', 'limit'], round)) {
+        await fromColdSource(column, upstream, samples, async (url) => {
+          samples.add('w4.pinned.pull', column, await timedPull(url, upstream.big));
+        }, mirrorCpu);
+      }
+    }
+  } finally {
+    pin(process.pid, ALL_CPUS);
+    pin(upstreamPid, ALL_CPUS);
   }
 }

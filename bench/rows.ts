@@ -72,6 +72,10 @@ export function rowSpecs(s: BenchSettings): RowSpec[] {
       },
     },
     { id: 'w4.multi', workload: '4 cold multi-layer image', metric: 'skopeo pull', unit: 's', limitName: 'direct' },
+    {
+      id: 'w4.pinned.pull', workload: `${w4}, mirror on a CPU of its own`, metric: 'skopeo pull', unit: 's', limitName: 'direct',
+      targets: (row) => [ratioTarget(row, 'limit', '<=', 1.1)],
+    },
     rssRow('w4.rss', '4 cold pulls'),
     ...stampede('mid', mid),
     ...stampede('big', big),

@@ -41,16 +41,26 @@ async function waitUntilAnswering(url: string, exit: Promise<unknown>, what: str
 export interface RegmirrorOptions {
   /** Its CLI entry point (default REGMIRROR_MAIN). */
   main?: string;
-  /** Options for node (default: BENCH_NODE_FLAGS, space-separated), e.g. `--cpu-prof --cpu-prof-dir=DIR`. */
+  /** More options for node (default: BENCH_NODE_FLAGS, space-separated), e.g. `--cpu-prof --cpu-prof-dir=DIR`. */
   nodeFlags?: string[];
   /** A `storage` section (e.g. an S3 bucket), written to a config file; --data still sets its local folder (the spool). */
   storage?: Record<string, unknown>;
 }
 
+/**
+ * The node options in the entry point's `#!/usr/bin/env -S node ...` line (its heap limit): the
+ * bench runs regmirror the way its executable runs, not with node's defaults.
+ */
+async function launchFlags(main: string): Promise<string[]> {
+  const first = (await readFile(main, 'utf8')).split('\n', 1)[0]!;
+  const match = /^#!\/usr\/bin\/env -S node (.+)$/.exec(first);
+  return match ? match[1]!.trim().split(/\s+/) : [];
+}
+
 /** Starts regmirror with a fresh, empty cache (a fresh folder; `opts.storage` as given), mirroring docker.io from `upstreamUrl`. */
 export async function startRegmirror(upstreamUrl: string, opts: RegmirrorOptions = {}): Promise<BenchServer> {
   const main = opts.main ?? REGMIRROR_MAIN;
-  const nodeFlags = opts.nodeFlags ?? (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const nodeFlags = [...(await launchFlags(main)), ...(opts.nodeFlags ?? (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean))];
   const dir = tempDir('bench-regmirror');
   const logPath = join(dir, 'regmirror.log');
   const configFile = join(dir, 'regmirror.json');
