@@ -18,8 +18,8 @@ import { HtpasswdAuth } from './http/client-auth.js';
 import { RegistryApi } from './http/registry-api.js';
 import { listen, type OpenListener } from './http/server.js';
 import { MetadataStore } from './metadata/records.js';
-import { CacheLifecycle } from './lifecycle/lifecycle.js';
-import { Metrics } from './metrics/metrics.js';
+import { CacheLifecycle, type FleetEviction } from './lifecycle/lifecycle.js';
+import { Metrics, type FleetMetrics } from './metrics/metrics.js';
 import { Router } from './routing/router.js';
 import type { OpenProxy } from './proxy/open.js';
 import { FilesystemDriver } from './storage/filesystem.js';
@@ -73,12 +73,15 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   };
 
   const { maxSize, lowWater, maxAge } = config.storage;
+  // Replicas on one bucket evict by the fleet's use, through Redis (docs/scale-out.md).
+  const fleet = config.redis && coordination && config.storage.driver === 's3' ? fleetEviction(coordination, config.redis.evictionGrace, config.storage.redirect, metrics.fleet()) : undefined;
   const lifecycle = await CacheLifecycle.open({
     dataDir: config.storage.path,
     storage,
     policy: { maxSize, lowWater, maxAge },
     logger,
     onEvicted: (reason, objects, bytes) => metrics.evicted(reason, objects, bytes),
+    fleet,
   });
   metrics.useCacheUsage(() => lifecycle.usage(), maxSize);
   const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: config.storage.spoolPath ?? join(config.storage.path, '_spool'), redirectSeconds: config.storage.redirect ? PRESIGNED_URL_SECONDS : undefined, logger, events: metrics.blobCacheEvents(), use: lifecycle.use, fleet: coordination?.fleet });
@@ -161,6 +164,17 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     deps.auth?.close();
   };
   return { listeners, proxy, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
+}
+
+/** Eviction by the fleet-wide record in Redis, with its metrics. */
+function fleetEviction(coordination: Coordination, graceMs: number, redirect: boolean, metrics: FleetMetrics): FleetEviction {
+  return {
+    record: coordination.access,
+    // A presigned URL may be first used just before it expires; its transfer then needs the grace too.
+    graceMs: graceMs + (redirect ? PRESIGNED_URL_SECONDS * 1_000 : 0),
+    onSyncFailed: () => metrics.syncFailures.inc(),
+    onLeading: (leading) => metrics.evictor.set(leading ? 1 : 0),
+  };
 }
 
 /** A certificate or key that cannot be used is a configuration error naming the key and the file. */

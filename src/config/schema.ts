@@ -110,6 +110,7 @@ const redis = z
     keyPrefix: z.string().default('regmirror:'),
     lockLease: duration.default(5_000),
     waitLimit: duration.default(30_000),
+    evictionGrace: duration.default(30 * 60_000),
   })
   .strict();
 

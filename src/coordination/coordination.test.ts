@@ -1,4 +1,5 @@
-// Leases, the fleet single flight and shared tag records against a real redis-server.
+// Leases, the fleet single flight, shared tag records and the fleet-wide access record against a
+// real redis-server.
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,8 +9,10 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisServer } from '../../test/scale-out/redis.js';
 import { MetadataStore, type TagRecord } from '../metadata/records.js';
+import type { FlushedNotes } from '../lifecycle/access-index.js';
 import type { Digest } from '../oci/digest.js';
 import { FilesystemDriver } from '../storage/filesystem.js';
+import { FleetAccess } from './fleet-access.js';
 import { FleetFlight, finishesAfter } from './fleet-flight.js';
 import { LeaseLocks } from './lease.js';
 import { connectRedis } from './redis.js';
@@ -146,5 +149,85 @@ describe('shared tag records', () => {
     await redis.flushall();
     expect((await b.getTag('ghcr.io', 'org/app', 'v1'))?.checkedAt).toBe(2);
     expect((await shared.get('repositories/ghcr.io/org/app/_tags/v1'))?.checkedAt).toBe(2);
+  });
+});
+
+/** Replicas sharing one fleet-wide access record (a key prefix of their own per test). */
+function fleet(count: number, leaseMs = 5_000): FleetAccess[] {
+  const prefix = `f${prefixes++}:`;
+  return Array.from({ length: count }, () => new FleetAccess(redis, new LeaseLocks(redis, { keyPrefix: prefix, leaseMs, logger }), prefix));
+}
+
+const stored = (entries: [string, number, number][]): FlushedNotes => ({ stored: new Map(entries.map(([d, size, at]) => [d, { size, accessedAt: at }])), accessed: new Map() });
+const accessed = (entries: [string, number][]): FlushedNotes => ({ stored: new Map(), accessed: new Map(entries) });
+
+describe('FleetAccess', () => {
+  it('counts content stored by several replicas at once only once, and orders it by the latest access anywhere', async () => {
+    const [a, b] = fleet(2) as [FleetAccess, FleetAccess];
+    await a.seed((async function* () {})()); // an empty fleet: complete at once
+    a.note(stored([['sha256:aa', 100, 10], ['sha256:bb', 200, 20]]));
+    b.note(stored([['sha256:aa', 100, 15], ['sha256:cc', 50, 30]]));
+    b.note(accessed([['sha256:dd', 40]])); // not stored anywhere: not recorded
+    await Promise.all([a.sync(), b.sync()]);
+    expect((await a.sync()).usage).toEqual({ bytes: 350, objects: 3 });
+    expect((await a.oldest(undefined, 10)).map((r) => [r.digest, r.accessedAt, r.size])).toEqual([['sha256:aa', 15, 100], ['sha256:bb', 20, 200], ['sha256:cc', 30, 50]]);
+
+    b.note(accessed([['sha256:aa', 50]]));
+    a.note(accessed([['sha256:aa', 45]])); // earlier than b's: never moves it back
+    await b.sync();
+    await a.sync();
+    expect((await a.oldest(undefined, 10)).map((r) => r.digest)).toEqual(['sha256:bb', 'sha256:cc', 'sha256:aa']);
+    expect((await a.oldest({ digest: 'sha256:bb' as never, accessedAt: 20 }, 1)).map((r) => r.digest)).toEqual(['sha256:cc']);
+  });
+
+  it('removes only content not accessed since it was chosen, and tells every replica what went', async () => {
+    const [a, b] = fleet(2) as [FleetAccess, FleetAccess];
+    await a.seed((async function* () {})());
+    a.note(stored([['sha256:aa', 100, 10], ['sha256:bb', 200, 20]]));
+    await a.sync();
+    await b.sync(); // b's first sync: from now on it reads the evicted log
+    const chosen = await a.oldest(undefined, 2);
+    b.note(accessed([['sha256:bb', 60]]));
+    await b.sync();
+    const removed = await a.removeUnchanged(chosen);
+    expect(removed.map((r) => r.digest)).toEqual(['sha256:aa']);
+    expect(await a.removeUnchanged(chosen)).toEqual([]); // a second evictor changes nothing
+    const seen = await b.sync();
+    expect(seen).toMatchObject({ usage: { bytes: 200, objects: 1 }, evicted: ['sha256:aa'], resync: false });
+  });
+
+  it('is incomplete until seeded, and a replica that saw another generation (Redis lost its data) resyncs', async () => {
+    const [a, b] = fleet(2) as [FleetAccess, FleetAccess];
+    expect((await b.sync()).usage).toBeUndefined();
+    await a.seed((async function* () {
+      yield [{ digest: 'sha256:aa' as never, size: 10, accessedAt: 1 }];
+    })());
+    expect(await b.sync()).toMatchObject({ usage: { bytes: 10, objects: 1 }, resync: false });
+    await a.seed((async function* () {})()); // as after a restart of Redis: a new generation
+    expect((await b.sync()).resync).toBe(true);
+  });
+
+  it('elects one evictor, and another once its lease expires', async () => {
+    const [a, b] = fleet(2, 300) as [FleetAccess, FleetAccess];
+    expect(await a.lead()).toBe(true);
+    expect(await b.lead()).toBe(false);
+    expect(await a.lead()).toBe(true);
+    a.release();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await b.lead()).toBe(true);
+    b.release();
+  });
+
+  it('keeps the notes while Redis is unreachable and sends them once it is back', async () => {
+    const [a] = fleet(1) as [FleetAccess];
+    await a.seed((async function* () {})());
+    await a.sync();
+    await server.stop();
+    a.note(stored([['sha256:aa', 100, 10]]));
+    await expect(a.sync()).rejects.toThrow();
+    await server.start();
+    await new Promise((resolve) => setTimeout(resolve, 2_500)); // reconnect back-off is at most 2 s
+    await a.seed((async function* () {})());
+    expect((await a.sync()).usage).toEqual({ bytes: 100, objects: 1 });
   });
 });

@@ -22,6 +22,8 @@ export interface Lease {
   report(progress: () => Omit<Progress, 'elapsedMs'>): void;
   /** Gives the lock up (idempotent; a lock lost meanwhile is left alone). */
   release(): void;
+  /** False once released, or once a renewal found the lock taken by another (its lease expired). */
+  held(): boolean;
 }
 
 const RENEW = `
@@ -93,6 +95,7 @@ export class LeaseLocks {
         clearInterval(timer);
         redis.eval(RELEASE, 2, ...keys, token).catch(() => undefined); // else it expires within a lease
       },
+      held: () => held,
     };
   }
 

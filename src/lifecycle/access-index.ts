@@ -91,6 +91,12 @@ interface PendingAccess {
   hits: number;
 }
 
+/** What one flush wrote: content stored (size, last access) and accesses (last access), by digest. */
+export interface FlushedNotes {
+  stored: ReadonlyMap<string, { size: number; accessedAt: number }>;
+  accessed: ReadonlyMap<string, number>;
+}
+
 /** The SQLite access index; see the module comment. */
 export class AccessIndex implements ContentUse {
   private readonly now: () => number;
@@ -100,6 +106,8 @@ export class AccessIndex implements ContentUse {
   /** Accesses of content not in storage yet (a download under way): the time they happened, for `stored`. */
   private readonly unmatched = new Map<string, number>();
   private readonly statements;
+  /** Also told what each flush wrote (the fleet-wide record). */
+  private forwardTo: ((notes: FlushedNotes) => void) | undefined;
 
   private constructor(
     private readonly db: Database.Database,
@@ -199,6 +207,12 @@ export class AccessIndex implements ContentUse {
     this.pendingStored = new Map();
     this.pendingAccess = new Map();
     this.pendingPulls = new Map();
+    this.forwardTo?.({ stored, accessed: new Map([...access].map(([digest, a]) => [digest, a.at])) });
+  }
+
+  /** Hands what every flush writes to `sink` as well (memory only: it sends the notes on its own schedule). */
+  forward(sink: (notes: FlushedNotes) => void): void {
+    this.forwardTo = sink;
   }
 
   /** Keeps accesses of content not stored yet, for a while and in bounded memory. */
@@ -245,8 +259,13 @@ export class AccessIndex implements ContentUse {
   /** Removes rows of content no longer in storage (only rows stored before `before`). Returns them. */
   dropMissing(present: ReadonlySet<string>, before: number): string[] {
     const gone = (this.statements.digestsBefore.all(before) as { digest: string }[]).map((r) => r.digest).filter((d) => !present.has(d));
-    this.db.transaction(() => gone.forEach((d) => this.statements.drop.run(d)))();
+    this.drop(gone);
     return gone;
+  }
+
+  /** Removes the rows of content deleted elsewhere (another replica evicted it). */
+  drop(digests: readonly string[]): void {
+    this.db.transaction(() => digests.forEach((d) => this.statements.drop.run(d)))();
   }
 
   /** Pull statistics of every tag. */

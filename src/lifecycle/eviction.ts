@@ -6,11 +6,12 @@
  * Content is evicted piece by piece (a layer, a config, a manifest document), never whole images:
  * the caches treat missing content as a miss and fetch it again, while repository links and tag
  * records stay, so an image whose manifest or layers were evicted still pulls correctly.
- * The caller says what must be left alone (blobs being streamed or downloaded).
+ * The caller says what must be left alone (blobs being streamed or downloaded). The LRU order comes
+ * from a `Ranking`: a replica's access index, or the fleet-wide record in Redis.
  */
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
-import type { AccessIndex, ContentRow } from './access-index.js';
+import type { ContentRow } from './access-index.js';
 
 /** The limits, in bytes and milliseconds. */
 export interface EvictionPolicy {
@@ -23,8 +24,22 @@ export interface EvictionPolicy {
 /** Why content goes. */
 export type EvictionReason = 'size' | 'age';
 
+/** What eviction needs to know of a piece of content. */
+export type RankedRow = Pick<ContentRow, 'digest' | 'size' | 'accessedAt'>;
+
+/** Content in least-recently-used order, with its total size (sync for SQLite, async for Redis). */
+export interface Ranking {
+  /** Writes notes not counted yet, so that the latest accesses decide. */
+  flush?(): void;
+  usage(): { bytes: number } | Promise<{ bytes: number }>;
+  /** Rows after `cursor` (exclusive), oldest access first. */
+  oldest(cursor: Pick<RankedRow, 'accessedAt' | 'digest'> | undefined, limit: number): RankedRow[] | Promise<RankedRow[]>;
+  /** Forgets rows about to be deleted, each only if not accessed since it was read; returns those forgotten. */
+  removeUnchanged(rows: readonly RankedRow[]): RankedRow[] | Promise<RankedRow[]>;
+}
+
 /** A piece of content chosen for eviction. */
-export interface Victim extends ContentRow {
+export interface Victim extends RankedRow {
   reason: EvictionReason;
 }
 
@@ -33,7 +48,9 @@ export interface EvictionPass {
   policy: EvictionPolicy;
   now: number;
   /** True for content that must stay this time (in use, or too recent to judge). */
-  keep?: ((row: ContentRow) => boolean) | undefined;
+  keep?: ((row: RankedRow) => boolean) | undefined;
+  /** Content accessed after this (ms) stays, and so does everything newer: the pass ends there. */
+  spareAfter?: number | undefined;
   /** Choose, but delete nothing. */
   dryRun?: boolean | undefined;
 }
@@ -46,42 +63,42 @@ export function hasLimits(policy: EvictionPolicy): boolean {
 }
 
 /** Chooses and (unless dry-run) deletes what the policy says should go; returns what went. */
-export async function evict(index: AccessIndex, storage: StorageDriver, pass: EvictionPass): Promise<Victim[]> {
+export async function evict(ranking: Ranking, storage: StorageDriver, pass: EvictionPass): Promise<Victim[]> {
   const { policy } = pass;
-  index.flush(); // the latest accesses decide
-  let projected = index.usage().bytes;
+  ranking.flush?.();
+  let projected = (await ranking.usage()).bytes;
   const target = policy.maxSize === undefined ? Number.POSITIVE_INFINITY : policy.maxSize * policy.lowWater;
   const overSize = policy.maxSize !== undefined && projected > policy.maxSize;
   const expiredBefore = policy.maxAge === undefined ? Number.NEGATIVE_INFINITY : pass.now - policy.maxAge;
   if (!overSize && policy.maxAge === undefined) return [];
 
   const victims: Victim[] = [];
-  let cursor: ContentRow | undefined;
+  let cursor: RankedRow | undefined;
   for (let more = true; more; ) {
-    const rows = index.oldest(cursor, PAGE);
+    const rows = await ranking.oldest(cursor, PAGE);
     cursor = rows.at(-1);
     more = rows.length === PAGE;
     const chosen: Victim[] = [];
     for (const row of rows) {
       const reason: EvictionReason | undefined = row.accessedAt < expiredBefore ? 'age' : overSize && projected > target ? 'size' : undefined;
-      if (!reason) {
-        more = false; // later rows are newer: neither expired nor needed
+      if (!reason || row.accessedAt > (pass.spareAfter ?? Number.POSITIVE_INFINITY)) {
+        more = false; // later rows are newer: neither expired nor needed, or spared
         break;
       }
       if (pass.keep?.(row)) continue;
       chosen.push({ ...row, reason });
       projected -= row.size;
     }
-    victims.push(...(pass.dryRun ? chosen : await remove(index, storage, chosen, pass.keep)));
+    victims.push(...(pass.dryRun ? chosen : await remove(ranking, storage, chosen, pass.keep)));
   }
   return victims;
 }
 
-/** Deletes content: its index row first (only if not accessed meanwhile), then the object. */
-async function remove(index: AccessIndex, storage: StorageDriver, chosen: Victim[], keep: EvictionPass['keep']): Promise<Victim[]> {
+/** Deletes content: its row first (only if not accessed meanwhile), then the object. */
+async function remove(ranking: Ranking, storage: StorageDriver, chosen: Victim[], keep: EvictionPass['keep']): Promise<Victim[]> {
   // Checked again right before: a request may have started reading one while the page was chosen.
   const still = chosen.filter((v) => !keep?.(v));
-  const removed = new Set(index.removeUnchanged(still).map((r) => r.digest));
+  const removed = new Set((await ranking.removeUnchanged(still)).map((r) => r.digest));
   const gone = still.filter((v) => removed.has(v.digest));
   await Promise.all(gone.map((v) => storage.delete(blobKey(v.digest))));
   return gone;

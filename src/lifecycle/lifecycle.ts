@@ -3,6 +3,10 @@
  * when missing or damaged), flushes the request path's notes every second, and evicts in the
  * background — expired content, and least-recently-used content while over the size limit —
  * never touching a blob that is being streamed or downloaded.
+ *
+ * With a fleet record (S3 shared by replicas, and Redis), each flush is also sent to Redis, and only
+ * the replica holding the evictor lease evicts, by fleet-wide last access and size, sparing what
+ * anyone accessed within the grace period; every replica drops the index rows of content evicted.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,8 +14,9 @@ import type { Logger } from 'pino';
 import type { ContentUse } from '../cache/blobs.js';
 import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { AccessIndex } from './access-index.js';
+import { AccessIndex, type ContentRow } from './access-index.js';
 import { evict, hasLimits, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
+import type { FleetRecord, FleetState } from './fleet.js';
 import { reconcile } from './reconcile.js';
 import { liveServer, markServing, type ServerMark } from './server-mark.js';
 
@@ -34,6 +39,17 @@ export async function openIndexBeside(dataDir: string): Promise<{ index: AccessI
   return { index: AccessIndex.open(indexFile(dataDir), { repair: server === undefined }), server };
 }
 
+/** Eviction by the fleet-wide access record, for replicas sharing S3 storage through Redis. */
+export interface FleetEviction {
+  record: FleetRecord;
+  /** Content accessed by any replica within this long is never evicted (it may be streaming there). */
+  graceMs: number;
+  /** A sync with Redis failed: eviction pauses until one succeeds. */
+  onSyncFailed?: (() => void) | undefined;
+  /** After each sync: whether this replica is the fleet's evictor. */
+  onLeading?: ((leading: boolean) => void) | undefined;
+}
+
 /** Dependencies and settings of the lifecycle. */
 export interface CacheLifecycleOptions {
   /** The cache folder (`storage.path`); the index lives in its `_index/`. */
@@ -47,6 +63,8 @@ export interface CacheLifecycleOptions {
   flushIntervalMs?: number | undefined;
   /** How often expired content is looked for (default 1 min). */
   agePassIntervalMs?: number | undefined;
+  /** Evict by the fleet's use instead of this replica's. */
+  fleet?: FleetEviction | undefined;
   now?: () => number;
 }
 
@@ -58,14 +76,21 @@ export class CacheLifecycle {
   private inUse: (digest: Digest) => boolean = () => false;
   private closed = false;
   private lastUsage = { bytes: 0, objects: 0 };
+  /** The fleet as the last successful sync saw it. */
+  private fleetState: FleetState | undefined;
+  private syncing: Promise<void> | undefined;
+  private fleetDown = false;
 
   private constructor(
     private readonly options: CacheLifecycleOptions,
     private readonly index: AccessIndex,
     private readonly unmark: () => Promise<void>,
-    private readonly background: Promise<void>,
+    private background: Promise<void>,
     private readonly now: () => number,
-  ) {}
+  ) {
+    const record = options.fleet?.record;
+    if (record) index.forward((notes) => record.note(notes));
+  }
 
   /** Opens the index for a mirror; awaits a rebuild when there was no usable index. */
   static async open(options: CacheLifecycleOptions): Promise<CacheLifecycle> {
@@ -92,8 +117,12 @@ export class CacheLifecycle {
     return this.index;
   }
 
-  /** Bytes and count of the content in the cache, as indexed (notes so far included: exact at a scrape). */
+  /**
+   * Bytes and count of the content in the cache, as indexed (notes so far included: exact at a
+   * scrape); with a fleet record, the fleet's totals as of the last sync.
+   */
   usage(): { bytes: number; objects: number } {
+    if (this.fleetState?.usage) return this.fleetState.usage;
     if (this.closed) return this.lastUsage;
     try {
       this.index.flush();
@@ -122,8 +151,11 @@ export class CacheLifecycle {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    await Promise.allSettled([this.evicting, this.background]);
+    await Promise.allSettled([this.evicting, this.background, this.syncing]);
     this.index.close();
+    const record = this.options.fleet?.record;
+    await record?.sync().catch(() => undefined); // the last notes
+    record?.release();
     await this.unmark();
   }
 
@@ -134,29 +166,86 @@ export class CacheLifecycle {
       this.options.logger.warn({ err }, 'access index: notes not written, retrying'); // e.g. gc held the lock
       return;
     }
-    const { policy } = this.options;
+    const { policy, fleet } = this.options;
+    if (fleet) {
+      this.syncing ??= this.fleetTick(fleet).finally(() => (this.syncing = undefined));
+      return;
+    }
     if (this.evicting || !hasLimits(policy)) return;
     const over = policy.maxSize !== undefined && this.index.usage().bytes > policy.maxSize;
     const ageDue = policy.maxAge !== undefined && this.now() - this.lastAgePass >= (this.options.agePassIntervalMs ?? 60_000);
     if (over || ageDue) void this.evictNow().catch((err: unknown) => this.options.logger.warn({ err }, 'eviction failed'));
   }
 
+  /** Sends the notes to the fleet record, applies what others did, and evicts when elected and due. */
+  private async fleetTick(fleet: FleetEviction): Promise<void> {
+    const { logger, policy } = this.options;
+    let state: FleetState;
+    let leading: boolean;
+    try {
+      state = await fleet.record.sync();
+      leading = await fleet.record.lead();
+    } catch (err) {
+      fleet.onSyncFailed?.();
+      if (!this.fleetDown) logger.warn({ err: (err as Error).message }, 'fleet access record unavailable (redis): eviction paused, serving goes on');
+      this.fleetDown = true;
+      return;
+    }
+    if (this.fleetDown) logger.info('fleet access record available again');
+    this.fleetDown = false;
+    this.fleetState = state;
+    this.index.drop(state.evicted);
+    if (state.resync) this.reconcileLater('may have missed evictions by another replica');
+    fleet.onLeading?.(leading);
+    if (!leading || this.evicting || !hasLimits(policy)) return;
+    // An incomplete record is filled by the pass; then the next tick judges by complete totals.
+    const over = !state.usage || (policy.maxSize !== undefined && state.usage.bytes > policy.maxSize);
+    const ageDue = policy.maxAge !== undefined && this.now() - this.lastAgePass >= (this.options.agePassIntervalMs ?? 60_000);
+    if (over || ageDue) void this.evictNow().catch((err: unknown) => logger.warn({ err }, 'eviction failed'));
+  }
+
+  /** Corrects the index against storage in the background (once at a time). */
+  private reconcileLater(why: string): void {
+    const { logger, storage } = this.options;
+    this.background = this.background.then(async () => {
+      const { added, dropped } = await reconcile(this.index, storage, this.now);
+      logger.info({ added, dropped: dropped.length, why }, 'access index reconciled with storage');
+    }).catch((err: unknown) => logger.warn({ err }, 'access index reconciliation failed'));
+  }
+
   private async pass(): Promise<Victim[]> {
     if (this.closed) return [];
     this.lastAgePass = this.now();
-    const victims = await evict(this.index, this.options.storage, {
-      policy: this.options.policy,
-      now: this.now(),
-      keep: (row) => this.inUse(row.digest),
-    });
+    const { fleet, storage, policy } = this.options;
+    const now = this.now();
+    const keep = (row: { digest: Digest }): boolean => this.inUse(row.digest);
+    if (fleet && !this.fleetState?.usage) {
+      await this.seed(fleet.record);
+      return [];
+    }
+    const victims = fleet
+      ? await evict(fleet.record, storage, { policy, now, keep, spareAfter: now - fleet.graceMs })
+      : await evict(this.index, storage, { policy, now, keep });
     for (const reason of ['size', 'age'] as const) {
       const some = victims.filter((v) => v.reason === reason);
       if (some.length === 0) continue;
       const bytes = some.reduce((sum, v) => sum + v.size, 0);
       this.options.onEvicted?.(reason, some.length, bytes);
-      const left = this.index.usage();
-      this.options.logger.info({ reason, objects: some.length, bytes, cacheBytes: left.bytes, cacheObjects: left.objects }, 'evicted');
+      const left = fleet ? undefined : this.index.usage(); // the fleet's totals come with the next sync
+      this.options.logger.info({ reason, objects: some.length, bytes, cacheBytes: left?.bytes, cacheObjects: left?.objects }, 'evicted');
     }
     return victims;
+  }
+
+  /** Fills the fleet record from storage: the index, reconciled first, knows every piece of content. */
+  private async seed(record: FleetRecord): Promise<void> {
+    const { logger, storage } = this.options;
+    logger.info('fleet access record incomplete (new, or redis lost its data): eviction waits while it is filled from storage');
+    await reconcile(this.index, storage, this.now);
+    const index = this.index;
+    await record.seed((async function* pages(): AsyncIterable<ContentRow[]> {
+      for (let rows = index.oldest(undefined, 1_000); rows.length > 0; rows = index.oldest(rows.at(-1), 1_000)) yield rows;
+    })());
+    logger.info(index.usage(), 'fleet access record filled from storage');
   }
 }

@@ -138,6 +138,7 @@ export class Metrics {
   });
 
   private proxyMetrics: ProxyMetrics | undefined;
+  private fleetMetrics: FleetMetrics | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'regmirror_' });
@@ -181,6 +182,11 @@ export class Metrics {
       joined: (upstream) => this.downloadJoins.inc({ upstream }),
       stored: (bytes) => this.contentStored(bytes),
     };
+  }
+
+  /** The fleet eviction's metrics, registered at the first call (by a replica with S3 storage and Redis). */
+  fleet(): FleetMetrics {
+    return (this.fleetMetrics ??= new FleetMetrics(this.registry));
   }
 
   /** Reads the cache size from `usage` at every scrape (exact, and shared with `regmirror gc`). */
@@ -254,6 +260,25 @@ export class ProxyMetrics {
       this.connections.set({ outcome }, 0);
     }
     for (const direction of ['from_client', 'to_client']) this.tunnelBytes.inc({ direction }, 0);
+  }
+}
+
+/** Metrics of eviction by fleet-wide use; registered only on replicas that do it. */
+export class FleetMetrics {
+  readonly syncFailures: Counter;
+  readonly evictor: Gauge;
+
+  constructor(registry: Registry) {
+    this.syncFailures = new Counter({
+      name: 'regmirror_fleet_sync_failures_total',
+      help: 'Syncs of access notes with the fleet-wide record in Redis that failed; eviction pauses until one succeeds, serving goes on',
+      registers: [registry],
+    });
+    this.evictor = new Gauge({
+      name: 'regmirror_fleet_evictor',
+      help: "1 while this replica holds the fleet's eviction lease (the one replica that evicts), else 0",
+      registers: [registry],
+    });
   }
 }
 

@@ -1,0 +1,194 @@
+/**
+ * The fleet-wide access record in Redis, under `<prefix>fleet:`:
+ * - `access`: sorted set, digest → last access (ms) by any replica (`ZADD GT`: only ever later);
+ * - `size`: hash, digest → size; `totals`: hash of bytes and objects, changed only by scripts that
+ *   add a size with HSETNX or remove one with HDEL, so concurrent replicas never count twice;
+ * - `evicted`: sorted set, digest → when it was evicted (Redis time, µs), kept for an hour, from
+ *   which every replica drops the rows of its local index;
+ * - `complete`: a generation id, set once the record holds everything in storage (seeded by the
+ *   evictor). While it is missing (new fleet, Redis restarted empty) nobody evicts.
+ * Accesses of content the record does not hold are dropped (`ZADD XX`): a stored note carries the
+ * time its client asked, so content never enters the record without a size.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Digest } from '../oci/digest.js';
+import type { FlushedNotes } from '../lifecycle/access-index.js';
+import type { RankedRow } from '../lifecycle/eviction.js';
+import type { FleetRecord, FleetState } from '../lifecycle/fleet.js';
+import type { Lease, LeaseLocks } from './lease.js';
+
+/** Redis time as microseconds, a string (Lua's tostring would round a number this large). */
+const NOW_US = `local t = redis.call('TIME')
+local now = t[1] .. string.sub('00000' .. t[2], -6)`;
+
+// KEYS: access, size, totals, evicted, complete. ARGV: count of stored notes, (digest, size, at) each,
+// then (digest, at) accesses, then the evicted-log cursor ('' on the first sync).
+const SYNC = `
+local i = 2
+for _ = 1, tonumber(ARGV[1]) do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('HINCRBY', KEYS[3], 'bytes', ARGV[i + 1])
+    redis.call('HINCRBY', KEYS[3], 'objects', 1)
+  end
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[i + 2], ARGV[i])
+  i = i + 3
+end
+while i < #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', 'GT', ARGV[i + 1], ARGV[i])
+  i = i + 2
+end
+${NOW_US}
+local cursor = ARGV[#ARGV]
+local evicted = {}
+if cursor ~= '' then evicted = redis.call('ZRANGE', KEYS[4], cursor, now, 'BYSCORE') end
+local totals = redis.call('HMGET', KEYS[3], 'bytes', 'objects')
+return {redis.call('GET', KEYS[5]) or '', now, totals[1] or '0', totals[2] or '0', evicted}`;
+
+// KEYS: access, size. ARGV: lowest access, count. Returns (digest, access, size) triples, oldest first.
+const PAGE = `
+local rows = redis.call('ZRANGE', KEYS[1], ARGV[1], '+inf', 'BYSCORE', 'LIMIT', 0, ARGV[2], 'WITHSCORES')
+local out = {}
+for i = 1, #rows, 2 do
+  out[#out + 1] = rows[i]
+  out[#out + 1] = rows[i + 1]
+  out[#out + 1] = redis.call('HGET', KEYS[2], rows[i]) or '0'
+end
+return out`;
+
+// KEYS: access, size, totals, evicted. ARGV: seconds the evicted log keeps, then (digest, access) pairs.
+// Removes each digest only if its last access is still the one eviction chose it by.
+const REMOVE = `
+${NOW_US}
+local removed = {}
+for i = 2, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    local size = redis.call('HGET', KEYS[2], ARGV[i])
+    if size then
+      redis.call('HDEL', KEYS[2], ARGV[i])
+      redis.call('HINCRBY', KEYS[3], 'bytes', -tonumber(size))
+      redis.call('HINCRBY', KEYS[3], 'objects', -1)
+    end
+    redis.call('ZADD', KEYS[4], now, ARGV[i])
+    removed[#removed + 1] = ARGV[i]
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (tonumber(t[1]) - tonumber(ARGV[1])) .. '000000')
+return removed`;
+
+/** How long evictions stay in the log; a replica that did not sync for longer reconciles instead. */
+const EVICTED_LOG_SECONDS = 3_600;
+/** Notes kept for Redis while it is unreachable, per kind; the oldest go first beyond this. */
+const QUEUE_MAX = 50_000;
+/** Stored notes per script call when seeding. */
+const SEED_BATCH = 1_000;
+
+type StoredNote = { size: number; accessedAt: number };
+
+/** The record in Redis, and this replica's queue of notes for it. */
+export class FleetAccess implements FleetRecord {
+  private stored = new Map<string, StoredNote>();
+  private accessed = new Map<string, number>();
+  /** Redis time of the last sync: evictions logged from then on are this replica's to read. */
+  private cursor: string | undefined;
+  private generation: string | undefined;
+  private lease: Lease | undefined;
+  private readonly keys;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly locks: LeaseLocks,
+    keyPrefix: string,
+  ) {
+    const key = (name: string): string => `${keyPrefix}fleet:${name}`;
+    this.keys = { access: key('access'), size: key('size'), totals: key('totals'), evicted: key('evicted'), complete: key('complete') };
+  }
+
+  note(notes: FlushedNotes): void {
+    for (const [digest, s] of notes.stored) {
+      const queued = this.stored.get(digest);
+      this.stored.set(digest, { size: s.size, accessedAt: Math.max(s.accessedAt, queued?.accessedAt ?? 0) });
+    }
+    for (const [digest, at] of notes.accessed) this.accessed.set(digest, Math.max(at, this.accessed.get(digest) ?? 0));
+    for (const queue of [this.stored, this.accessed]) {
+      for (const digest of queue.keys()) {
+        if (queue.size <= QUEUE_MAX) break;
+        queue.delete(digest);
+      }
+    }
+  }
+
+  async sync(): Promise<FleetState> {
+    const { stored, accessed } = this;
+    this.stored = new Map();
+    this.accessed = new Map();
+    let reply: [string, string, string, string, string[]];
+    try {
+      reply = (await this.send(stored, accessed, this.cursor ?? '')) as typeof reply;
+    } catch (err) {
+      this.note({ stored, accessed }); // newer notes merge in; nothing is lost but beyond the queue's bound
+      throw err;
+    }
+    const [generation, now, bytes, objects, evicted] = reply;
+    const away = this.cursor !== undefined && Number(now) - Number(this.cursor) > EVICTED_LOG_SECONDS * 1e6;
+    const resync = away || (generation !== '' && this.generation !== undefined && generation !== this.generation);
+    if (generation !== '') this.generation = generation;
+    this.cursor = now;
+    return { usage: generation === '' ? undefined : { bytes: Number(bytes), objects: Number(objects) }, evicted, resync };
+  }
+
+  async lead(): Promise<boolean> {
+    if (this.lease?.held()) return true;
+    this.lease = await this.locks.tryAcquire('evictor');
+    return this.lease !== undefined;
+  }
+
+  release(): void {
+    this.lease?.release();
+  }
+
+  async seed(pages: AsyncIterable<readonly RankedRow[]>): Promise<void> {
+    for await (const rows of pages) {
+      for (let i = 0; i < rows.length; i += SEED_BATCH) {
+        const batch = rows.slice(i, i + SEED_BATCH).map((r) => [r.digest, { size: r.size, accessedAt: r.accessedAt }] as const);
+        await this.send(new Map(batch), new Map(), '');
+      }
+    }
+    await this.redis.set(this.keys.complete, randomUUID());
+  }
+
+  async usage(): Promise<{ bytes: number }> {
+    return { bytes: Number((await this.redis.hget(this.keys.totals, 'bytes')) ?? 0) };
+  }
+
+  async oldest(cursor: Pick<RankedRow, 'accessedAt' | 'digest'> | undefined, limit: number): Promise<RankedRow[]> {
+    const after = (r: RankedRow): boolean => !cursor || r.accessedAt > cursor.accessedAt || (r.accessedAt === cursor.accessedAt && r.digest > cursor.digest);
+    // Equal accesses are ordered by digest: read past those already seen at the cursor's time.
+    for (let extra = 16; ; extra *= 4) {
+      const asked = limit + extra;
+      const flat = (await this.redis.eval(PAGE, 2, this.keys.access, this.keys.size, cursor?.accessedAt ?? '-inf', asked)) as string[];
+      const rows: RankedRow[] = [];
+      for (let i = 0; i < flat.length; i += 3) rows.push({ digest: flat[i] as Digest, accessedAt: Number(flat[i + 1]), size: Number(flat[i + 2]) });
+      const next = rows.filter(after);
+      if (next.length >= limit || rows.length < asked) return next.slice(0, limit);
+    }
+  }
+
+  async removeUnchanged(rows: readonly RankedRow[]): Promise<RankedRow[]> {
+    if (rows.length === 0) return [];
+    const { access, size, totals, evicted } = this.keys;
+    const args = rows.flatMap((r) => [r.digest, r.accessedAt]);
+    const removed = new Set((await this.redis.eval(REMOVE, 4, access, size, totals, evicted, EVICTED_LOG_SECONDS, ...args)) as string[]);
+    return rows.filter((r) => removed.has(r.digest));
+  }
+
+  private send(stored: ReadonlyMap<string, StoredNote>, accessed: ReadonlyMap<string, number>, cursor: string): Promise<unknown> {
+    const { access, size, totals, evicted, complete } = this.keys;
+    const args: (string | number)[] = [stored.size];
+    for (const [digest, s] of stored) args.push(digest, s.size, s.accessedAt);
+    for (const [digest, at] of accessed) args.push(digest, at);
+    return this.redis.eval(SYNC, 5, access, size, totals, evicted, complete, ...args, cursor);
+  }
+}

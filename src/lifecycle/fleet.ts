@@ -1,0 +1,31 @@
+/**
+ * What the lifecycle of a replica on shared storage needs from the fleet-wide access record (kept
+ * in Redis by `coordination/fleet-access.ts`): every replica's accesses, so that one elected replica
+ * evicts by fleet-wide LRU, and the fleet's totals for the size limit and the metrics.
+ */
+import type { FlushedNotes } from './access-index.js';
+import type { Ranking, RankedRow } from './eviction.js';
+
+/** The fleet as one sync saw it. */
+export interface FleetState {
+  /** Bytes and objects of all content; undefined while the record is incomplete (new, or Redis lost its data). */
+  usage: { bytes: number; objects: number } | undefined;
+  /** Content evicted (by the evictor) since this replica's last sync. */
+  evicted: string[];
+  /** This replica may have missed evictions (Redis lost its data, or it was away too long): reconcile with storage. */
+  resync: boolean;
+}
+
+/** The fleet-wide access record; as a `Ranking`, it orders all content by fleet-wide last access. */
+export interface FleetRecord extends Ranking {
+  /** Queues what a flush of the local index wrote, for the next sync (memory only). */
+  note(notes: FlushedNotes): void;
+  /** Sends the queued notes and reads the fleet's state in one round trip; rejects when Redis is unreachable (the notes stay queued). */
+  sync(): Promise<FleetState>;
+  /** True while this replica holds the evictor lease; takes it when nobody does. */
+  lead(): Promise<boolean>;
+  /** Fills an incomplete record with content known to be in storage, then marks it complete. */
+  seed(pages: AsyncIterable<readonly RankedRow[]>): Promise<void>;
+  /** Gives the evictor lease up. */
+  release(): void;
+}
