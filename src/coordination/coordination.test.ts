@@ -196,6 +196,20 @@ describe('FleetAccess', () => {
     expect(seen).toMatchObject({ usage: { bytes: 200, objects: 1 }, evicted: ['sha256:aa'], resync: false });
   });
 
+  it('counts again what an evictor forgot but did not delete (it died in between), once another evicts', async () => {
+    const [a, b] = fleet(2) as [FleetAccess, FleetAccess];
+    await a.seed((async function* () {})());
+    a.note(stored([['sha256:aa', 100, 10], ['sha256:bb', 200, 20], ['sha256:cc', 300, 30]]));
+    await a.sync();
+    const [first, second, third] = await a.removeUnchanged(await a.oldest(undefined, 3));
+    await a.deleted([first!]); // aa deleted; a dies before deleting bb and cc, and cc is gone anyway
+    expect((await b.sync()).usage).toEqual({ bytes: 0, objects: 0 });
+    expect(await b.recover(async (digest) => (digest === second!.digest ? 200 : undefined))).toBe(1);
+    expect((await b.sync()).usage).toEqual({ bytes: 200, objects: 1 });
+    expect(await b.recover(async () => 1)).toBe(0);
+    expect(third?.digest).toBe('sha256:cc');
+  });
+
   it('is incomplete until seeded, and a replica that saw another generation (Redis lost its data) resyncs', async () => {
     const [a, b] = fleet(2) as [FleetAccess, FleetAccess];
     expect((await b.sync()).usage).toBeUndefined();

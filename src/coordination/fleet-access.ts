@@ -5,6 +5,8 @@
  *   add a size with HSETNX or remove one with HDEL, so concurrent replicas never count twice;
  * - `evicted`: sorted set, digest → when it was evicted (Redis time, µs), kept for an hour, from
  *   which every replica drops the rows of its local index;
+ * - `deleting`: set of digests forgotten by the evictor and not yet deleted from storage: counted
+ *   again by the next evictor if the last one died in between;
  * - `complete`: a generation id, set once the record holds everything in storage (seeded by the
  *   evictor). While it is missing (new fleet, Redis restarted empty) nobody evicts.
  * Accesses of content the record does not hold are dropped (`ZADD XX`): a stored note carries the
@@ -56,7 +58,7 @@ for i = 1, #rows, 2 do
 end
 return out`;
 
-// KEYS: access, size, totals, evicted. ARGV: seconds the evicted log keeps, then (digest, access) pairs.
+// KEYS: access, size, totals, evicted, deleting. ARGV: seconds the evicted log keeps, then (digest, access) pairs.
 // Removes each digest only if its last access is still the one eviction chose it by.
 const REMOVE = `
 ${NOW_US}
@@ -72,6 +74,7 @@ for i = 2, #ARGV, 2 do
       redis.call('HINCRBY', KEYS[3], 'objects', -1)
     end
     redis.call('ZADD', KEYS[4], now, ARGV[i])
+    redis.call('SADD', KEYS[5], ARGV[i])
     removed[#removed + 1] = ARGV[i]
   end
 end
@@ -103,7 +106,7 @@ export class FleetAccess implements FleetRecord {
     keyPrefix: string,
   ) {
     const key = (name: string): string => `${keyPrefix}fleet:${name}`;
-    this.keys = { access: key('access'), size: key('size'), totals: key('totals'), evicted: key('evicted'), complete: key('complete') };
+    this.keys = { access: key('access'), size: key('size'), totals: key('totals'), evicted: key('evicted'), deleting: key('deleting'), complete: key('complete') };
   }
 
   note(notes: FlushedNotes): void {
@@ -178,10 +181,28 @@ export class FleetAccess implements FleetRecord {
 
   async removeUnchanged(rows: readonly RankedRow[]): Promise<RankedRow[]> {
     if (rows.length === 0) return [];
-    const { access, size, totals, evicted } = this.keys;
+    const { access, size, totals, evicted, deleting } = this.keys;
     const args = rows.flatMap((r) => [r.digest, r.accessedAt]);
-    const removed = new Set((await this.redis.eval(REMOVE, 4, access, size, totals, evicted, EVICTED_LOG_SECONDS, ...args)) as string[]);
+    const removed = new Set((await this.redis.eval(REMOVE, 5, access, size, totals, evicted, deleting, EVICTED_LOG_SECONDS, ...args)) as string[]);
     return rows.filter((r) => removed.has(r.digest));
+  }
+
+  async deleted(rows: readonly RankedRow[]): Promise<void> {
+    if (rows.length > 0) await this.redis.srem(this.keys.deleting, ...rows.map((r) => r.digest));
+  }
+
+  async recover(sizeOf: (digest: string) => Promise<number | undefined>): Promise<number> {
+    const pending = await this.redis.smembers(this.keys.deleting);
+    if (pending.length === 0) return 0;
+    const now = Date.now();
+    const present = new Map<string, StoredNote>();
+    for (const digest of pending) {
+      const size = await sizeOf(digest);
+      if (size !== undefined) present.set(digest, { size, accessedAt: now });
+    }
+    await this.send(present, new Map(), '');
+    await this.redis.srem(this.keys.deleting, ...pending);
+    return present.size;
   }
 
   private send(stored: ReadonlyMap<string, StoredNote>, accessed: ReadonlyMap<string, number>, cursor: string): Promise<unknown> {

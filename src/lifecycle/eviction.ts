@@ -36,6 +36,8 @@ export interface Ranking {
   oldest(cursor: Pick<RankedRow, 'accessedAt' | 'digest'> | undefined, limit: number): RankedRow[] | Promise<RankedRow[]>;
   /** Forgets rows about to be deleted, each only if not accessed since it was read; returns those forgotten. */
   removeUnchanged(rows: readonly RankedRow[]): RankedRow[] | Promise<RankedRow[]>;
+  /** The content of rows forgotten is now deleted from storage. */
+  deleted?(rows: readonly RankedRow[]): Promise<void>;
 }
 
 /** A piece of content chosen for eviction. */
@@ -101,5 +103,6 @@ async function remove(ranking: Ranking, storage: StorageDriver, chosen: Victim[]
   const removed = new Set((await ranking.removeUnchanged(still)).map((r) => r.digest));
   const gone = still.filter((v) => removed.has(v.digest));
   await Promise.all(gone.map((v) => storage.delete(blobKey(v.digest))));
+  await ranking.deleted?.(gone);
   return gone;
 }

@@ -26,6 +26,11 @@ export interface FleetRecord extends Ranking {
   lead(): Promise<boolean>;
   /** Fills an incomplete record with content known to be in storage, then marks it complete. */
   seed(pages: AsyncIterable<readonly RankedRow[]>): Promise<void>;
+  /**
+   * Counts again content that an evictor forgot but did not delete (it died, or storage failed in
+   * between); `sizeOf` says whether it is still in storage. Returns how many were counted again.
+   */
+  recover(sizeOf: (digest: string) => Promise<number | undefined>): Promise<number>;
   /** Gives the evictor lease up. */
   release(): void;
 }

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import type { ContentUse } from '../cache/blobs.js';
 import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
+import { blobKey } from '../storage/keys.js';
 import { AccessIndex, type ContentRow } from './access-index.js';
 import { evict, hasLimits, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
 import type { FleetRecord, FleetState } from './fleet.js';
@@ -223,6 +224,7 @@ export class CacheLifecycle {
       await this.seed(fleet.record);
       return [];
     }
+    if (fleet) await this.recover(fleet.record);
     const victims = fleet
       ? await evict(fleet.record, storage, { policy, now, keep, spareAfter: now - fleet.graceMs })
       : await evict(this.index, storage, { policy, now, keep });
@@ -235,6 +237,13 @@ export class CacheLifecycle {
       this.options.logger.info({ reason, objects: some.length, bytes, cacheBytes: left?.bytes, cacheObjects: left?.objects }, 'evicted');
     }
     return victims;
+  }
+
+  /** Counts again what the last evictor forgot without deleting it (it died mid-pass). */
+  private async recover(record: FleetRecord): Promise<void> {
+    const { storage, logger } = this.options;
+    const recovered = await record.recover(async (digest) => (await storage.stat(blobKey(digest as Digest)))?.size);
+    if (recovered > 0) logger.info({ objects: recovered }, 'fleet access record: content an interrupted eviction left in storage counted again');
   }
 
   /** Fills the fleet record from storage: the index, reconciled first, knows every piece of content. */
