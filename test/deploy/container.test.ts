@@ -96,8 +96,10 @@ describe.skipIf(!havePodman)(`the container image${havePodman ? '' : ' (skipped:
     mirrorUrl = `http://127.0.0.1:${port}`;
     // Host networking: the upstream and the clients are on the host's 127.0.0.1. The listener is
     // not on 5000, so HEALTHCHECK is told where /healthz is, as docs/deployment.md says.
+    // Read-only, /tmp too (as Kubernetes' readOnlyRootFilesystem): only the volume is writable.
     await podman([
-      'run', '--detach', '--name', CONTAINER, '--network', 'host', ...ulimits, '--env', `REGMIRROR_HEALTH_URL=${mirrorUrl}/healthz`,
+      'run', '--detach', '--name', CONTAINER, '--network', 'host', '--read-only', '--read-only-tmpfs=false', ...ulimits,
+      '--env', `REGMIRROR_HEALTH_URL=${mirrorUrl}/healthz`,
       '--volume', `${configDir(port)}:/etc/regmirror:ro`, '--volume', `${VOLUME}:/var/lib/regmirror`, IMAGE,
     ]);
     for (let i = 0; ; i++) {
@@ -130,6 +132,8 @@ describe.skipIf(!havePodman)(`the container image${havePodman ? '' : ' (skipped:
     const volume = (await podman(['volume', 'inspect', '--format', '{{.Mountpoint}}', VOLUME])).trim();
     const stored = await readdir(join(volume, 'data', 'blobs', 'sha256'), { recursive: true });
     for (const blob of image.blobs) expect(stored).toContain(join(blob.digest.slice(7, 9), blob.digest.slice(7)));
+    // A sub-command in the running container finds the same cache (relative paths, WORKDIR).
+    expect(await podman(['exec', CONTAINER, 'regmirror', 'ls', '--config', '/etc/regmirror/regmirror.yaml'])).toContain('team/app');
   });
 
   it('answers /healthz and /readyz, and its HEALTHCHECK passes', async () => {
