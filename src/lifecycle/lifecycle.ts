@@ -169,7 +169,9 @@ export class CacheLifecycle {
     }
     const { policy, fleet } = this.options;
     if (fleet) {
-      this.syncing ??= this.fleetTick(fleet).finally(() => (this.syncing = undefined));
+      this.syncing ??= this.fleetTick(fleet)
+        .catch((err: unknown) => this.options.logger.warn({ err }, 'fleet sync failed')) // e.g. the index busy: the next tick retries
+        .finally(() => (this.syncing = undefined));
       return;
     }
     if (this.evicting || !hasLimits(policy)) return;
