@@ -105,7 +105,7 @@ describe.skipIf(!havePodman)(`the container image${havePodman ? '' : ' (skipped:
     for (let i = 0; ; i++) {
       const res = await fetch(`${mirrorUrl}/v2/`).catch(() => undefined);
       if (res?.ok) break;
-      if (i === 200) throw new Error(`the container did not answer:\n${await podman(['logs', CONTAINER])}`);
+      if (i === 600) throw new Error(`the container did not answer in 30 s:\n${await podman(['logs', CONTAINER])}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }, 300_000);
