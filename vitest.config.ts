@@ -8,6 +8,7 @@ export default defineConfig({
     exclude: ['test/**/*.load.test.ts', '**/node_modules/**'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    globalSetup: ['test/support/run-temp.ts'],
     pool: 'forks',
     maxWorkers: 2,
   },

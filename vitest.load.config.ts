@@ -7,6 +7,7 @@ export default defineConfig({
     include: ['test/**/*.load.test.ts'],
     testTimeout: 180_000,
     hookTimeout: 120_000,
+    globalSetup: ['test/support/run-temp.ts'],
     pool: 'forks',
     maxWorkers: 1,
   },
