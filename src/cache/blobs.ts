@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
@@ -88,8 +89,15 @@ export class BlobCache {
   private readonly downloads = new Map<Digest, Download>();
   /** Stored blobs being opened or streamed, with how many clients each. */
   private readonly reading = new Map<Digest, number>();
+  /**
+   * Blobs handed out as presigned URLs that are still valid: a client may be downloading them from
+   * storage, so eviction leaves them, and the next redirect needs no `HEAD` of the object.
+   */
+  private readonly redirected: LRUCache<Digest, true> | undefined;
 
-  constructor(private readonly options: BlobCacheOptions) {}
+  constructor(private readonly options: BlobCacheOptions) {
+    if (options.redirectSeconds !== undefined) this.redirected = new LRUCache({ max: 10_000, ttl: options.redirectSeconds * 1000 });
+  }
 
   /** Empties the spool folder: whatever is there was left by a process that died mid-download. */
   async init(): Promise<void> {
@@ -102,9 +110,9 @@ export class BlobCache {
     return this.downloads.size;
   }
 
-  /** True while `digest` is being downloaded or streamed from storage: eviction must leave it. */
+  /** True while `digest` is being downloaded or streamed from storage, or a URL to it is valid: eviction must leave it. */
   inUse(digest: Digest): boolean {
-    return this.downloads.has(digest) || this.reading.has(digest);
+    return this.downloads.has(digest) || this.reading.has(digest) || this.redirected?.has(digest) === true;
   }
 
   /** Opens a blob for a GET. */
@@ -149,7 +157,9 @@ export class BlobCache {
   async presigned(upstream: string, repository: string, digest: Digest): Promise<string | undefined> {
     const { storage, metadata, redirectSeconds } = this.options;
     if (redirectSeconds === undefined || !storage.presignGet) return undefined;
-    if (!(await metadata.hasBlobLink(upstream, repository, digest)) || !(await storage.stat(blobKey(digest)))) return undefined;
+    if (!(await metadata.hasBlobLink(upstream, repository, digest))) return undefined;
+    if (!this.redirected?.has(digest) && !(await storage.stat(blobKey(digest)))) return undefined;
+    this.redirected?.set(digest, true);
     this.options.use?.accessed(digest); // served, though not through this process: still a use for LRU
     return storage.presignGet(blobKey(digest), redirectSeconds);
   }

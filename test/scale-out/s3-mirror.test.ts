@@ -112,6 +112,32 @@ describe('regmirror on S3 storage', () => {
     await otherRepo.body?.cancel();
     expect(otherRepo.status).not.toBe(307); // never handed to a repository that does not hold it
   });
+
+  it('keeps a blob it redirected to while the presigned URL is valid, though eviction takes everything else', async () => {
+    const bucket = await createTestBucket(swift);
+    buckets.push(bucket);
+    const m = await startFleetMirror({ storage: { ...bucket.storage, redirect: true, maxSize: 1_000 }, upstreams: { 'quay.io': { url: upstream.url } } });
+    closers.push(m.close);
+    const layer = largest(image);
+    const small = image.blobs.find((b) => b.digest !== layer.digest)!;
+    const inBucket = async (digest: string): Promise<boolean> => (await bucket.driver.stat(blobKey(digest as Digest))) !== undefined;
+    const small1 = await send(`${m.url}/v2/team/app/blobs/${small.digest}?ns=quay.io`);
+    expect(sha256(small1.body)).toBe(small.digest);
+    // Nothing fits in 1 kB: every blob nobody uses is evicted within a pass (a second). Ask for the
+    // layer until it is redirected (a miss stores it; a pass may take it before the next request).
+    let location: string | null = null;
+    for (let i = 0; i < 10 && !location; i++) {
+      const res = await fetch(`${m.url}/v2/team/app/blobs/${layer.digest}?ns=quay.io`, { redirect: 'manual' });
+      await res.arrayBuffer();
+      location = res.status === 307 ? res.headers.get('location') : null;
+    }
+    expect(location).not.toBeNull();
+    await waitFor(async () => !(await inBucket(small.digest))); // eviction runs
+    await new Promise((resolve) => setTimeout(resolve, 2_500)); // two more passes
+    expect(await inBucket(layer.digest)).toBe(true);
+    const direct = await send(location!);
+    expect([direct.status, sha256(direct.body)]).toEqual([200, layer.digest]);
+  });
 });
 
 /** Polls `check` until it is true (up to 10 s). */
