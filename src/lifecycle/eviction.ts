@@ -75,16 +75,13 @@ export async function evict(ranking: Ranking, storage: StorageDriver, pass: Evic
   if (!overSize && policy.maxAge === undefined) return [];
 
   const victims: Victim[] = [];
-  let cursor: RankedRow | undefined;
-  for (let more = true; more; ) {
-    const rows = await ranking.oldest(cursor, PAGE);
-    cursor = rows.at(-1);
-    more = rows.length === PAGE;
+  for await (const rows of pages(ranking)) {
     const chosen: Victim[] = [];
+    let done = false;
     for (const row of rows) {
       const reason: EvictionReason | undefined = row.accessedAt < expiredBefore ? 'age' : overSize && projected > target ? 'size' : undefined;
       if (!reason || row.accessedAt > (pass.spareAfter ?? Number.POSITIVE_INFINITY)) {
-        more = false; // later rows are newer: neither expired nor needed, or spared
+        done = true; // later rows are newer: neither expired nor needed, or spared
         break;
       }
       if (pass.keep?.(row)) continue;
@@ -92,8 +89,19 @@ export async function evict(ranking: Ranking, storage: StorageDriver, pass: Evic
       projected -= row.size;
     }
     victims.push(...(pass.dryRun ? chosen : await remove(ranking, storage, chosen, pass.keep)));
+    if (done) break;
   }
   return victims;
+}
+
+/** The ranking's rows, oldest access first, `size` at a time (the next page starts after the last row of this one). */
+export async function* pages(ranking: Pick<Ranking, 'oldest'>, size = PAGE): AsyncGenerator<RankedRow[]> {
+  for (let cursor: RankedRow | undefined; ; ) {
+    const rows = await ranking.oldest(cursor, size);
+    if (rows.length > 0) yield rows;
+    if (rows.length < size) return;
+    cursor = rows.at(-1);
+  }
 }
 
 /** Deletes content: its row first (only if not accessed meanwhile), then the object. */

@@ -15,8 +15,8 @@ import type { ContentUse } from '../cache/blobs.js';
 import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
-import { AccessIndex, type ContentRow } from './access-index.js';
-import { evict, hasLimits, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
+import { AccessIndex } from './access-index.js';
+import { evict, hasLimits, pages, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
 import type { FleetRecord, FleetState } from './fleet.js';
 import { reconcile } from './reconcile.js';
 import { liveServer, markServing, type ServerMark } from './server-mark.js';
@@ -167,17 +167,23 @@ export class CacheLifecycle {
       this.options.logger.warn({ err }, 'access index: notes not written, retrying'); // e.g. gc held the lock
       return;
     }
-    const { policy, fleet } = this.options;
+    const { fleet } = this.options;
     if (fleet) {
       this.syncing ??= this.fleetTick(fleet)
         .catch((err: unknown) => this.options.logger.warn({ err }, 'fleet sync failed')) // e.g. the index busy: the next tick retries
         .finally(() => (this.syncing = undefined));
       return;
     }
-    if (this.evicting || !hasLimits(policy)) return;
-    const over = policy.maxSize !== undefined && this.index.usage().bytes > policy.maxSize;
+    if (hasLimits(this.options.policy)) this.evictIfDue(this.index.usage().bytes);
+  }
+
+  /** Starts a pass when the cache is over its size (`bytes`; undefined: not known yet) or an age pass is due. */
+  private evictIfDue(bytes: number | undefined): void {
+    const { policy, logger } = this.options;
+    if (this.evicting) return;
+    const over = bytes === undefined || (policy.maxSize !== undefined && bytes > policy.maxSize);
     const ageDue = policy.maxAge !== undefined && this.now() - this.lastAgePass >= (this.options.agePassIntervalMs ?? 60_000);
-    if (over || ageDue) void this.evictNow().catch((err: unknown) => this.options.logger.warn({ err }, 'eviction failed'));
+    if (over || ageDue) void this.evictNow().catch((err: unknown) => logger.warn({ err }, 'eviction failed'));
   }
 
   /** Sends the notes to the fleet record, applies what others did, and evicts when elected and due. */
@@ -197,14 +203,11 @@ export class CacheLifecycle {
     if (this.fleetDown) logger.info('fleet access record available again');
     this.fleetDown = false;
     this.fleetState = state;
-    this.index.drop(state.evicted);
+    if (state.evicted.length > 0) this.index.drop(state.evicted);
     if (state.resync) this.reconcileLater('may have missed evictions by another replica');
     fleet.onLeading?.(leading);
-    if (!leading || this.evicting || !hasLimits(policy)) return;
-    // An incomplete record is filled by the pass; then the next tick judges by complete totals.
-    const over = !state.usage || (policy.maxSize !== undefined && state.usage.bytes > policy.maxSize);
-    const ageDue = policy.maxAge !== undefined && this.now() - this.lastAgePass >= (this.options.agePassIntervalMs ?? 60_000);
-    if (over || ageDue) void this.evictNow().catch((err: unknown) => logger.warn({ err }, 'eviction failed'));
+    // An incomplete record (no usage) is filled by the pass; then the next tick judges by complete totals.
+    if (leading && hasLimits(policy)) this.evictIfDue(state.usage?.bytes);
   }
 
   /** Corrects the index against storage in the background (once at a time). */
@@ -253,10 +256,7 @@ export class CacheLifecycle {
     const { logger, storage } = this.options;
     logger.info('fleet access record incomplete (new, or redis lost its data): eviction waits while it is filled from storage');
     await reconcile(this.index, storage, this.now);
-    const index = this.index;
-    await record.seed((async function* pages(): AsyncIterable<ContentRow[]> {
-      for (let rows = index.oldest(undefined, 1_000); rows.length > 0; rows = index.oldest(rows.at(-1), 1_000)) yield rows;
-    })());
-    logger.info(index.usage(), 'fleet access record filled from storage');
+    await record.seed(pages(this.index, 1_000));
+    logger.info(this.index.usage(), 'fleet access record filled from storage');
   }
 }
