@@ -149,6 +149,11 @@ export class Metrics {
     return (this.proxyMetrics ??= new ProxyMetrics(this.registry));
   }
 
+  /** The CONNECT proxy's metrics if the proxy registered them; undefined in a mirror without one. */
+  get proxyIfRunning(): ProxyMetrics | undefined {
+    return this.proxyMetrics;
+  }
+
   /** Callbacks for an upstream client: requests, latency, errors, rate-limit headers. */
   upstreamObserver(upstream: string): {
     onResponse: (info: { method: string; status: number; durationMs: number; headers: Record<string, string | string[] | undefined> }) => void;

@@ -167,11 +167,9 @@ export async function takeSnapshot(sources: SnapshotSources): Promise<StatusSnap
 
 /** The proxy's part of the document: nothing when its metrics were never registered (no proxy). */
 async function proxyStatus(metrics: Metrics, tracker: StatusTracker, now: number): Promise<{ proxy?: ProxyStatus }> {
-  // Read by name: Metrics.proxy() would register the series on a mirror without a proxy.
-  const read = async (name: string): Promise<{ labels: Labels; value: number }[] | undefined> =>
-    (await (metrics.registry.getSingleMetric(name) as Sampled | undefined)?.get())?.values;
-  const connects = await read('regmirror_proxy_connects_total');
-  if (!connects) return {};
+  const proxy = metrics.proxyIfRunning;
+  if (!proxy) return {};
+  const connects = (await proxy.connects.get()).values;
   const counts = Object.fromEntries(CONNECT_OUTCOMES.map((o): [string, ConnectCount] => [o, { total: 0, perSecond: null, reasons: [] }])) as Record<ConnectOutcome, ConnectCount>;
   for (const { labels, value } of connects) {
     const count = counts[labels.outcome as ConnectOutcome];
@@ -183,11 +181,11 @@ async function proxyStatus(metrics: Metrics, tracker: StatusTracker, now: number
     counts[o].perSecond = rates?.perSecond[o] ?? null;
     counts[o].reasons = byCount(counts[o].reasons);
   }
-  const byLabel = async (name: string, label: string): Promise<Map<string, number>> =>
-    new Map((await read(name) ?? []).map(({ labels, value }) => [String(labels[label]), value]));
-  const open = await byLabel('regmirror_proxy_connections_open', 'outcome');
-  const bytes = await byLabel('regmirror_proxy_tunnel_bytes_total', 'direction');
-  const failures = await byLabel('regmirror_proxy_tls_handshake_failures_total', 'reason');
+  const byLabel = async (metric: Sampled, label: string): Promise<Map<string, number>> =>
+    new Map((await metric.get()).values.map(({ labels, value }) => [String(labels[label]), value]));
+  const open = await byLabel(proxy.connections, 'outcome');
+  const bytes = await byLabel(proxy.tunnelBytes, 'direction');
+  const failures = await byLabel(proxy.handshakeFailures, 'reason');
   return {
     proxy: {
       connects: counts,
