@@ -152,6 +152,12 @@ describe('shared tag records', () => {
   });
 });
 
+/** How often Redis ran `command` since it started (INFO commandstats). */
+async function calls(command: string): Promise<number> {
+  const match = new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(await redis.info('commandstats'));
+  return Number(match?.[1] ?? 0);
+}
+
 /** Replicas sharing one fleet-wide access record (a key prefix of their own per test). */
 function fleet(count: number, leaseMs = 5_000): FleetAccess[] {
   const prefix = `f${prefixes++}:`;
@@ -230,6 +236,19 @@ describe('FleetAccess', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(await b.lead()).toBe(true);
     b.release();
+  });
+
+  it('runs its scripts by SHA, sending their text again only after Redis forgot them', async () => {
+    const [a] = fleet(1) as [FleetAccess];
+    await a.seed((async function* () {})());
+    await redis.script('FLUSH'); // as after a restart
+    a.note(stored([['sha256:aa', 100, 10]]));
+    expect((await a.sync()).usage).toEqual({ bytes: 100, objects: 1 }); // NOSCRIPT, then EVAL
+    await sleep(2_000); // leases of earlier tests renew every 1.7 s: their first renewal after the flush EVALs too
+    const [evalBefore, shaBefore] = [await calls('eval'), await calls('evalsha')];
+    await a.sync();
+    await a.sync();
+    expect([await calls('eval'), await calls('evalsha')]).toEqual([evalBefore, shaBefore + 2]);
   });
 
   it('keeps the notes while Redis is unreachable and sends them once it is back', async () => {

@@ -19,6 +19,7 @@ import type { FlushedNotes } from '../lifecycle/access-index.js';
 import type { RankedRow } from '../lifecycle/eviction.js';
 import type { FleetRecord, FleetState } from '../lifecycle/fleet.js';
 import type { Lease, LeaseLocks } from './lease.js';
+import { redisScript, type RedisScript } from './scripts.js';
 
 /** Redis time as microseconds, a string (Lua's tostring would round a number this large). */
 const NOW_US = `local t = redis.call('TIME')
@@ -99,6 +100,7 @@ export class FleetAccess implements FleetRecord {
   private generation: string | undefined;
   private lease: Lease | undefined;
   private readonly keys;
+  private readonly scripts: { sync: RedisScript; page: RedisScript; remove: RedisScript };
 
   constructor(
     private readonly redis: Redis,
@@ -107,6 +109,11 @@ export class FleetAccess implements FleetRecord {
   ) {
     const key = (name: string): string => `${keyPrefix}fleet:${name}`;
     this.keys = { access: key('access'), size: key('size'), totals: key('totals'), evicted: key('evicted'), deleting: key('deleting'), complete: key('complete') };
+    this.scripts = {
+      sync: redisScript(redis, 'regmirrorFleetSync', 5, SYNC),
+      page: redisScript(redis, 'regmirrorFleetPage', 2, PAGE),
+      remove: redisScript(redis, 'regmirrorFleetRemove', 5, REMOVE),
+    };
   }
 
   note(notes: FlushedNotes): void {
@@ -171,7 +178,7 @@ export class FleetAccess implements FleetRecord {
     // Equal accesses are ordered by digest: read past those already seen at the cursor's time.
     for (let extra = 16; ; extra *= 4) {
       const asked = limit + extra;
-      const flat = (await this.redis.eval(PAGE, 2, this.keys.access, this.keys.size, cursor?.accessedAt ?? '-inf', asked)) as string[];
+      const flat = (await this.scripts.page(this.keys.access, this.keys.size, cursor?.accessedAt ?? '-inf', asked)) as string[];
       const rows: RankedRow[] = [];
       for (let i = 0; i < flat.length; i += 3) rows.push({ digest: flat[i] as Digest, accessedAt: Number(flat[i + 1]), size: Number(flat[i + 2]) });
       const next = rows.filter(after);
@@ -183,7 +190,7 @@ export class FleetAccess implements FleetRecord {
     if (rows.length === 0) return [];
     const { access, size, totals, evicted, deleting } = this.keys;
     const args = rows.flatMap((r) => [r.digest, r.accessedAt]);
-    const removed = new Set((await this.redis.eval(REMOVE, 5, access, size, totals, evicted, deleting, EVICTED_LOG_SECONDS, ...args)) as string[]);
+    const removed = new Set((await this.scripts.remove(access, size, totals, evicted, deleting, EVICTED_LOG_SECONDS, ...args)) as string[]);
     return rows.filter((r) => removed.has(r.digest));
   }
 
@@ -210,6 +217,6 @@ export class FleetAccess implements FleetRecord {
     const args: (string | number)[] = [stored.size];
     for (const [digest, s] of stored) args.push(digest, s.size, s.accessedAt);
     for (const [digest, at] of accessed) args.push(digest, at);
-    return this.redis.eval(SYNC, 5, access, size, totals, evicted, complete, ...args, cursor);
+    return this.scripts.sync(access, size, totals, evicted, complete, ...args, cursor);
   }
 }

@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { redisScript, type RedisScript } from './scripts.js';
 
 /** What the holder last reported of its work: bytes done, of `size` when known, in `elapsedMs`. */
 export interface Progress {
@@ -40,10 +41,16 @@ return 0`;
 
 /** Named locks with leases, under a key prefix. */
 export class LeaseLocks {
+  private readonly renewScript: RedisScript;
+  private readonly releaseScript: RedisScript;
+
   constructor(
     private readonly redis: Redis,
     private readonly options: { keyPrefix: string; leaseMs: number; logger: Logger },
-  ) {}
+  ) {
+    this.renewScript = redisScript(redis, 'regmirrorLeaseRenew', 2, RENEW);
+    this.releaseScript = redisScript(redis, 'regmirrorLeaseRelease', 2, RELEASE);
+  }
 
   /** Takes the lock if nobody holds it; undefined when someone does. Rejects when Redis is unreachable. */
   async tryAcquire(name: string): Promise<Lease | undefined> {
@@ -64,7 +71,7 @@ export class LeaseLocks {
   }
 
   private hold(name: string, token: string): Lease {
-    const { redis, options } = this;
+    const { options } = this;
     const keys = [this.lockKey(name), this.progressKey(name)] as const;
     let startedAt = Date.now();
     let reporter: (() => Omit<Progress, 'elapsedMs'>) | undefined;
@@ -72,7 +79,7 @@ export class LeaseLocks {
     const renew = async (): Promise<void> => {
       const progress = reporter ? JSON.stringify({ ...reporter(), elapsedMs: Date.now() - startedAt }) : '';
       try {
-        const kept = await redis.eval(RENEW, 2, ...keys, token, options.leaseMs, progress);
+        const kept = await this.renewScript(...keys, token, options.leaseMs, progress);
         if (kept === 0 && held) {
           held = false;
           clearInterval(timer);
@@ -93,7 +100,7 @@ export class LeaseLocks {
         if (!held) return;
         held = false;
         clearInterval(timer);
-        redis.eval(RELEASE, 2, ...keys, token).catch(() => undefined); // else it expires within a lease
+        this.releaseScript(...keys, token).catch(() => undefined); // else it expires within a lease
       },
       held: () => held,
     };
