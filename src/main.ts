@@ -73,8 +73,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   };
 
   const { maxSize, lowWater, maxAge } = config.storage;
-  // Replicas on one bucket evict by the fleet's use, through Redis (docs/scale-out.md).
-  const fleet = config.redis && coordination && config.storage.driver === 's3' ? fleetEviction(coordination, config.redis.evictionGrace, config.storage.redirect, metrics.fleet()) : undefined;
+  const fleet = coordination && evictsByFleet(config) ? fleetEviction(coordination, fleetGraceMs(config), metrics.fleet()) : undefined;
   const lifecycle = await CacheLifecycle.open({
     dataDir: config.storage.path,
     storage,
@@ -167,14 +166,24 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
 }
 
 /** Eviction by the fleet-wide record in Redis, with its metrics. */
-function fleetEviction(coordination: Coordination, graceMs: number, redirect: boolean, metrics: FleetMetrics): FleetEviction {
+function fleetEviction(coordination: Coordination, graceMs: number, metrics: FleetMetrics): FleetEviction {
   return {
     record: coordination.access,
-    // A presigned URL may be first used just before it expires; its transfer then needs the grace too.
-    graceMs: graceMs + (redirect ? PRESIGNED_URL_SECONDS * 1_000 : 0),
+    graceMs,
     onSyncFailed: () => metrics.syncFailures.inc(),
     onLeading: (leading) => metrics.evictor.set(leading ? 1 : 0),
   };
+}
+
+/** Replicas on one bucket with Redis evict by the fleet's use (docs/scale-out.md). */
+export function evictsByFleet(config: Readonly<Config>): boolean {
+  return config.redis !== undefined && config.storage.driver === 's3';
+}
+
+/** How recently any replica must have accessed content for fleet eviction to spare it. */
+export function fleetGraceMs(config: Readonly<Config>): number {
+  // A presigned URL may be first used just before it expires; its transfer then needs the grace too.
+  return (config.redis?.evictionGrace ?? 0) + (config.storage.redirect ? PRESIGNED_URL_SECONDS * 1_000 : 0);
 }
 
 /** A certificate or key that cannot be used is a configuration error naming the key and the file. */
@@ -195,7 +204,7 @@ export async function openStorage(settings: Config['storage']): Promise<Filesyst
 }
 
 /** Connects to Redis for fleet coordination. */
-async function openCoordination(settings: NonNullable<Config['redis']>, logger: Logger): Promise<Coordination> {
+export async function openCoordination(settings: NonNullable<Config['redis']>, logger: Logger): Promise<Coordination> {
   const [{ Coordination: Fleet }, { resolveRedisPassword }] = await Promise.all([import('./coordination/coordination.js'), import('./coordination/redis.js')]);
   return Fleet.open(settings, asConfigError(() => resolveRedisPassword(settings)), logger);
 }

@@ -1,10 +1,11 @@
 /** `regmirror gc [--dry-run]`: garbage collection of a cache folder, safe while the mirror serves it. */
 import type { Command } from 'commander';
+import { pino } from 'pino';
 import { loadConfig } from '../config/load.js';
 import { parseDuration } from '../config/units.js';
 import { collectGarbage, type GcReport } from '../lifecycle/gc.js';
 import { openIndexBeside } from '../lifecycle/lifecycle.js';
-import { openStorage } from '../main.js';
+import { evictsByFleet, fleetGraceMs, openCoordination, openStorage } from '../main.js';
 import { FilesystemDriver } from '../storage/filesystem.js';
 import { formatBytes } from '../web/assets/format.js';
 
@@ -24,6 +25,8 @@ export function registerGc(program: Command): void {
       const { maxSize, lowWater, maxAge } = config.storage;
       const { index, server } = await openIndexBeside(config.storage.path);
       const storage = await openStorage(config.storage);
+      // On a fleet the limits are judged by the fleet-wide access record (Redis); its problems are in the report.
+      const coordination = evictsByFleet(config) ? await openCoordination(config.redis!, pino({ level: 'silent' })) : undefined;
       try {
         const report = await collectGarbage({
           dataDir: config.storage.path,
@@ -34,11 +37,13 @@ export function registerGc(program: Command): void {
           serverRunning: server !== undefined,
           graceMs,
           dryRun: opts.dryRun ?? false,
+          fleet: coordination && { record: coordination.access, graceMs: fleetGraceMs(config) },
         });
         if (server) console.log(`a mirror (pid ${server.pid}) serves ${config.storage.path}: sparing what it touched in the last ${opts.grace}`);
         console.log(renderGcReport(report, opts.dryRun ?? false));
       } finally {
         index.close();
+        coordination?.close();
         if (!(storage instanceof FilesystemDriver)) storage.close();
       }
     });
@@ -53,6 +58,7 @@ export function renderGcReport(report: GcReport, dryRun: boolean): string {
   if (report.indexAdded + report.indexDropped > 0) {
     lines.push(`access index corrected: ${report.indexAdded} found in storage, ${report.indexDropped} already gone`);
   }
+  if (report.limitsLeft) lines.push(`size and age limits not applied here: ${report.limitsLeft}`);
   const count = report.removals.length;
   lines.push(`${dryRun ? 'gc (dry run)' : 'gc'}: ${verb} ${count} ${count === 1 ? 'item' : 'items'}, ${dryRun ? 'would free' : 'freed'} ${formatBytes(report.bytes)}`);
   return lines.join('\n');

@@ -6,13 +6,20 @@
  * are spared (they may be a download under way, or content whose link is about to be written), and
  * every index row is removed only if nobody accessed it meanwhile. When no mirror is alive (the
  * mark in `_index/` names a dead process, or none), nothing needs sparing.
+ *
+ * On a fleet (replicas sharing a bucket through Redis) the size and age limits are judged by the
+ * fleet-wide access record, as the fleet's evictor judges them: one replica's index does not know
+ * what the others' clients pull. gc applies them only when no replica is the evictor (it takes the
+ * evictor lease for the run); otherwise the evictor does, and gc says so.
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
 import type { AccessIndex } from './access-index.js';
-import { evict, type EvictionPolicy } from './eviction.js';
+import { evict, hasLimits, type EvictionPass, type EvictionPolicy, type RankedRow, type Victim } from './eviction.js';
+import type { FleetRecord } from './fleet.js';
 import { reconcile } from './reconcile.js';
 
 /** What gc removes, and why. */
@@ -34,6 +41,15 @@ export interface GcReport {
   /** Index corrections: content found that it did not know, and rows of content already gone. */
   indexAdded: number;
   indexDropped: number;
+  /** Why the size and age limits were not applied by this run (on a fleet). */
+  limitsLeft?: string | undefined;
+}
+
+/** The fleet-wide access record, for gc on a replica that shares its bucket. */
+export interface GcFleet {
+  record: FleetRecord;
+  /** Content any replica accessed this recently stays (redis.evictionGrace, plus presigned URLs' life). */
+  graceMs: number;
 }
 
 /** What gc works on. */
@@ -48,6 +64,8 @@ export interface GcOptions {
   serverRunning: boolean;
   graceMs: number;
   dryRun: boolean;
+  /** Judge the limits by the fleet's use (see the module comment). */
+  fleet?: GcFleet | undefined;
   now?: () => number;
 }
 
@@ -77,16 +95,37 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   removals.push(...removedOrphans.map((row) => ({ kind: 'orphan' as const, what: row.digest, bytes: row.size })));
 
   const orphanDigests = new Set(orphans.map((row) => row.digest));
-  const victims = await evict(index, storage, {
-    policy: options.policy,
-    now,
-    dryRun: options.dryRun,
-    // A dry run has removed no orphan: do not count one twice.
-    keep: (row) => recent(row.accessedAt) || (options.dryRun && orphanDigests.has(row.digest)),
-  });
+  // A dry run has removed no orphan: do not count one twice.
+  const counted = (row: RankedRow): boolean => options.dryRun && orphanDigests.has(row.digest);
+  const pass: EvictionPass = { policy: options.policy, now, dryRun: options.dryRun, keep: (row) => recent(row.accessedAt) || counted(row) };
+  // On a fleet, the fleet's grace (any replica's recent use) takes the place of this folder's.
+  const { victims, limitsLeft } = options.fleet && hasLimits(options.policy)
+    ? await evictByFleet(options.fleet, index, storage, { ...pass, keep: counted, spareAfter: now - options.fleet.graceMs })
+    : { victims: await evict(index, storage, pass), limitsLeft: undefined };
   removals.push(...victims.map((v) => ({ kind: v.reason === 'age' ? ('expired' as const) : ('evicted' as const), what: v.digest, bytes: v.size })));
 
-  return { removals, bytes: removals.reduce((sum, r) => sum + r.bytes, 0), indexAdded: added, indexDropped: dropped.length };
+  return { removals, bytes: removals.reduce((sum, r) => sum + r.bytes, 0), indexAdded: added, indexDropped: dropped.length, limitsLeft };
+}
+
+/** Evicts by the fleet's record, as its evictor for this run; or says why not. A dry run only ranks. */
+async function evictByFleet(fleet: GcFleet, index: AccessIndex, storage: StorageDriver, pass: EvictionPass): Promise<{ victims: Victim[]; limitsLeft?: string }> {
+  const { record } = fleet;
+  let complete: boolean;
+  try {
+    complete = (await record.sync()).usage !== undefined;
+    if (complete && !pass.dryRun && !(await record.lead())) return { victims: [], limitsLeft: 'another replica is the fleet\'s evictor and applies them' };
+  } catch (err) {
+    return { victims: [], limitsLeft: `the fleet access record is unreachable (redis: ${(err as Error).message})` };
+  }
+  if (!complete) return { victims: [], limitsLeft: 'the fleet access record is incomplete (new, or redis lost its data); a serving replica fills it' };
+  try {
+    if (!pass.dryRun) await record.recover(async (digest) => (await storage.stat(blobKey(digest as Digest)))?.size);
+    const victims = await evict(record, storage, pass);
+    if (!pass.dryRun) index.drop(victims.map((v) => v.digest));
+    return { victims };
+  } finally {
+    record.release();
+  }
 }
 
 /** Files under a local work folder, with size and modification time. */

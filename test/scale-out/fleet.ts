@@ -72,7 +72,7 @@ function configFor(options: FleetMirrorOptions, port: number): Record<string, un
     version: 1,
     listeners: [{ address: `127.0.0.1:${port}` }],
     ...(options.defaultUpstream ? { routing: { defaultUpstream: options.defaultUpstream } } : {}),
-    storage: { ...options.storage, path: tempDir('replica') },
+    storage: { path: tempDir('replica'), ...options.storage }, // a folder of its own unless the test names one
     cache: options.cache ?? {},
     log: { level: process.env.REGMIRROR_TEST_LOG ?? 'silent' },
     upstreams: options.upstreams,
