@@ -141,6 +141,9 @@ describe('blob cache', () => {
     expect(warm.body.equals(whole.subarray(100, 200))).toBe(true);
     const suffix = await send(blobUrl(digest), { headers: { range: 'bytes=-10' } });
     expect(suffix.body.equals(whole.subarray(size - 10))).toBe(true);
+    // Across several send buffers (512 KiB, or 2 MiB while few responses run), from an odd offset.
+    const across = await send(blobUrl(digest), { headers: { range: 'bytes=777-5000776' } });
+    expect(across.body.equals(whole.subarray(777, 5_000_777))).toBe(true);
     const outside = await send(blobUrl(digest), { headers: { range: `bytes=${size}-` } });
     expect(outside.status).toBe(416);
     expect(outside.headers.get('content-range')).toBe(`bytes */${size}`);
