@@ -19,6 +19,8 @@ export interface BenchServer {
   url: string;
   /** The serving process itself (for nginx: the master). */
   pid: number;
+  /** What the process printed (regmirror only), until `stop` removes it. */
+  logPath?: string;
   stop(): Promise<void>;
 }
 
@@ -86,6 +88,7 @@ export async function startRegmirror(upstreamUrl: string, opts: RegmirrorOptions
     return {
       url,
       pid,
+      logPath,
       async stop() {
         // SIGINT lets node write a --cpu-prof profile; regmirror exits 0 on it.
         child.kill('SIGINT');
