@@ -3,6 +3,7 @@
  * validated configuration (plus `--url` and `--ca`), then handed to every client generator, which
  * are pure functions of it.
  */
+import { basicToken, type Credentials } from '../config/credentials.js';
 
 /** The parts of the configuration that decide what clients are told (the validated config fits). */
 export interface MirrorLayout {
@@ -51,15 +52,8 @@ export interface MirrorDescription extends MirrorEndpoint {
 }
 
 /** A user of the mirror (`access.htpasswd`), as clients send it. */
-export interface ClientCredentials {
-  username: string;
-  password: string;
-}
-
-/** base64 of `user:password`: the Basic `Authorization` token, and the `auth` of a docker/containers auth file. */
-export function basicToken(credentials: ClientCredentials): string {
-  return Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64');
-}
+export type ClientCredentials = Credentials;
+export { basicToken };
 
 /** How the description is adjusted for this host. */
 export interface DescribeOptions {

@@ -3,10 +3,15 @@ import { readFileSync } from 'node:fs';
 import type { UpstreamConfig } from './schema.js';
 import { ConfigError } from './load.js';
 
-/** A username and password for an upstream registry. */
+/** A username and password for a registry: an upstream's, or a user of the mirror. */
 export interface Credentials {
   username: string;
   password: string;
+}
+
+/** base64 of `user:password`: the Basic `Authorization` token, and the `auth` of a docker/containers auth file. */
+export function basicToken(credentials: Credentials): string {
+  return Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64');
 }
 
 /** Resolves credentials from literal values, environment variables or a file; undefined when none are set. */

@@ -222,7 +222,10 @@ export class Metrics {
 }
 
 /** What a CONNECT came to, as labelled. */
-export type ConnectOutcome = 'intercepted' | 'tunnelled' | 'refused' | 'failed';
+export const CONNECT_OUTCOMES = ['intercepted', 'tunnelled', 'refused', 'failed'] as const;
+export type ConnectOutcome = (typeof CONNECT_OUTCOMES)[number];
+/** The outcomes that leave a connection open (intercepted or tunnelled). */
+export const OPEN_OUTCOMES = ['intercepted', 'tunnelled'] as const;
 
 /**
  * The CONNECT proxy's metrics. Registered only where the proxy runs: a mirror without one exports
@@ -260,7 +263,7 @@ export class ProxyMetrics {
       registers: [registry],
     });
     // Series that exist from the start, so that rate() sees their first increase.
-    for (const outcome of ['intercepted', 'tunnelled'] as const) {
+    for (const outcome of OPEN_OUTCOMES) {
       this.connects.inc({ outcome, reason: '' }, 0);
       this.connections.set({ outcome }, 0);
     }

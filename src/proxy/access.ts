@@ -3,7 +3,7 @@
  * come from the same record, so they always agree.
  */
 import type { Logger } from 'pino';
-import type { ConnectOutcome, ProxyMetrics } from '../metrics/metrics.js';
+import { OPEN_OUTCOMES, type ConnectOutcome, type ProxyMetrics } from '../metrics/metrics.js';
 
 export type { ConnectOutcome } from '../metrics/metrics.js';
 
@@ -33,7 +33,7 @@ export interface ConnectObserver {
   closed(record: ConnectRecord): void;
 }
 
-const isOpenConnection = (outcome: ConnectOutcome): outcome is 'intercepted' | 'tunnelled' => outcome === 'intercepted' || outcome === 'tunnelled';
+const isOpenConnection = (outcome: ConnectOutcome): outcome is (typeof OPEN_OUTCOMES)[number] => (OPEN_OUTCOMES as readonly ConnectOutcome[]).includes(outcome);
 
 /** Returns the observer that feeds the proxy's metrics and, with `accessLog`, writes a line per CONNECT. */
 export function createConnectObserver(metrics: ProxyMetrics, logger: Logger, accessLog: boolean): ConnectObserver {

@@ -113,7 +113,8 @@ export async function startProxy(spec: ProxySpec, deps: ProxyDeps): Promise<Open
       remote = await openTunnel(target, { listed, connectTimeoutMs: deps.connectTimeoutMs ?? 10_000 });
     } catch (err) {
       if (!(err instanceof TunnelError)) throw err;
-      return { ...refuse(socket, err.status, err.message, err.reason), outcome: err.reason === 'local-address' ? 'refused' : 'failed' };
+      logger.debug({ target: authorityName(target), err: err.message }, 'proxy: tunnel not opened'); // the access line has the reason alone
+      return refuse(socket, err.status, err.message, err.reason, err.reason === 'local-address' ? 'refused' : 'failed');
     }
     sockets.add(remote);
     remote.once('close', () => sockets.delete(remote));
@@ -132,7 +133,7 @@ export async function startProxy(spec: ProxySpec, deps: ProxyDeps): Promise<Open
       secureContext = await deps.certificates.context(target.host);
     } catch (err) {
       logger.error({ target: authorityName(target), err: (err as Error).message }, 'proxy: cannot sign a certificate');
-      return { ...refuse(socket, 502, 'regmirror cannot sign a certificate for this host', 'cannot-sign'), outcome: 'failed' };
+      return refuse(socket, 502, 'regmirror cannot sign a certificate for this host', 'cannot-sign', 'failed');
     }
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) socket.unshift(head);
@@ -191,9 +192,9 @@ interface Answer {
 /** What is known of a connection only at its end. */
 type Ended = Pick<ConnectRecord, 'bytesFromClient' | 'bytesToClient'> & { tls?: string | undefined };
 
-/** Answers a CONNECT with an error status and closes the connection. */
-function refuse(socket: Socket, status: number, message: string, reason: string): Answer {
+/** Answers a CONNECT with an error status and closes the connection: refused by policy, or failed. */
+function refuse(socket: Socket, status: number, message: string, reason: string, outcome: 'refused' | 'failed' = 'refused'): Answer {
   const body = `regmirror proxy: ${message}\n`;
   socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-  return { outcome: 'refused', reason };
+  return { outcome, reason };
 }

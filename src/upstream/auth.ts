@@ -3,7 +3,7 @@
  * until they expire, so a warm pull costs no token round trip.
  */
 import { request, type Dispatcher } from 'undici';
-import type { Credentials } from '../config/credentials.js';
+import { basicToken, type Credentials } from '../config/credentials.js';
 import { UpstreamError } from './errors.js';
 
 /** A parsed `WWW-Authenticate` challenge. */
@@ -70,7 +70,7 @@ export class UpstreamAuth {
 
   private basicHeader(): string | undefined {
     if (!this.credentials) return undefined;
-    return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}`;
+    return `Basic ${basicToken(this.credentials)}`;
   }
 
   /** One token request per scope at a time: concurrent pulls of one image share it. */

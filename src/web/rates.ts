@@ -15,7 +15,7 @@ interface Reading<K extends string> {
   values: Record<K, number>;
 }
 
-/** Rates over the last `windowMs`, or over the time since the last reading when none is that old. */
+/** Rates over the last `windowMs`, or since `start` while no reading is that old. */
 export class CounterRates<K extends string> {
   private readings: Reading<K>[];
 

@@ -2,10 +2,10 @@
  * The status API's document (`GET /api/status`, and each `/api/events` message): totals read from
  * the metrics registry — the same numbers /metrics shows — joined with the tracker's history.
  */
-import type { ConnectOutcome, Metrics } from '../metrics/metrics.js';
+import { CONNECT_OUTCOMES, type ConnectOutcome, type Metrics } from '../metrics/metrics.js';
 import type { SeriesWindow } from './series.js';
 import type { ImageCount } from './top-images.js';
-import { CONNECT_OUTCOMES, type StatusTracker, type UpstreamEvents } from './tracker.js';
+import type { StatusTracker, UpstreamEvents } from './tracker.js';
 
 /** Request and byte totals since the process started. */
 export interface Counts {
@@ -67,7 +67,7 @@ export interface StatusSnapshot {
 /** One outcome of `regmirror_proxy_connects_total`. */
 export interface ConnectCount {
   total: number;
-  /** Per second over `ProxyStatus.rateSeconds`; null in the first document. */
+  /** Per second over `ProxyStatus.rateSeconds`; null only when no time has passed since the process started. */
   perSecond: number | null;
   /** By the `reason` label (refusals and failures have one), most first. */
   reasons: { reason: string; count: number }[];
@@ -76,7 +76,7 @@ export interface ConnectCount {
 /** The CONNECT proxy, from the `regmirror_proxy_*` metrics. */
 export interface ProxyStatus {
   connects: Record<ConnectOutcome, ConnectCount>;
-  /** The span the rates were measured over: the last minute, or since the last document if older. */
+  /** The span the rates were measured over: the last minute, or since the process started when it is younger. */
   rateSeconds: number | null;
   /** `regmirror_proxy_connections_open`. */
   open: { intercepted: number; tunnelled: number };
@@ -136,8 +136,8 @@ export async function takeSnapshot(sources: SnapshotSources): Promise<StatusSnap
   await add(metrics.upstreamErrors, (c, _, v) => (c.upstreamErrors += v));
   for (const c of [totals, ...byUpstream.values()]) c.hitRatio = c.cacheRequests > 0 ? c.hits / c.cacheRequests : null;
 
-  const limits = await gaugeByUpstream(metrics.rateLimitLimit);
-  const remaining = await gaugeByUpstream(metrics.rateLimitRemaining);
+  const limits = await byLabel(metrics.rateLimitLimit, 'upstream');
+  const remaining = await byLabel(metrics.rateLimitRemaining, 'upstream');
   const upstreams = tracker.upstreamNames.map((name): UpstreamStatus => {
     const seen = limits.has(name) || remaining.has(name);
     return {
@@ -181,8 +181,6 @@ async function proxyStatus(metrics: Metrics, tracker: StatusTracker, now: number
     counts[o].perSecond = rates?.perSecond[o] ?? null;
     counts[o].reasons = byCount(counts[o].reasons);
   }
-  const byLabel = async (metric: Sampled, label: string): Promise<Map<string, number>> =>
-    new Map((await metric.get()).values.map(({ labels, value }) => [String(labels[label]), value]));
   const open = await byLabel(proxy.connections, 'outcome');
   const bytes = await byLabel(proxy.tunnelBytes, 'direction');
   const failures = await byLabel(proxy.handshakeFailures, 'reason');
@@ -200,8 +198,9 @@ async function proxyStatus(metrics: Metrics, tracker: StatusTracker, now: number
 const byCount = (list: { reason: string; count: number }[]): { reason: string; count: number }[] =>
   list.filter((r) => r.count > 0).sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason));
 
-async function gaugeByUpstream(gauge: Sampled): Promise<Map<string, number>> {
-  return new Map((await gauge.get()).values.map(({ labels, value }) => [String(labels.upstream), value]));
+/** A metric's values by one label. */
+async function byLabel(metric: Sampled, label: string): Promise<Map<string, number>> {
+  return new Map((await metric.get()).values.map(({ labels, value }) => [String(labels[label]), value]));
 }
 
 async function gaugeValue(gauge: Sampled): Promise<number> {

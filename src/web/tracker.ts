@@ -5,13 +5,11 @@
  * are not counted here but read from the metrics, so the page and /metrics never disagree (see
  * snapshot.ts).
  */
-import type { ConnectOutcome, RequestKind } from '../metrics/metrics.js';
+import { CONNECT_OUTCOMES, type RequestKind } from '../metrics/metrics.js';
 import { CounterRates } from './rates.js';
 import { RingSeries, type SeriesWindow } from './series.js';
 import { TopImages, type ImageCount } from './top-images.js';
 
-/** The outcomes of a CONNECT, in the order the page and `stats` show them. */
-export const CONNECT_OUTCOMES: readonly ConnectOutcome[] = ['intercepted', 'tunnelled', 'refused', 'failed'];
 
 /** The fields of a finished request the tracker reads (the server's RequestRecord has them). */
 export interface TrackedRequest {
@@ -72,7 +70,7 @@ export class StatusTracker {
   private readonly degradedForMs: number;
   readonly now: () => number;
   /** The CONNECT proxy's rates, from the counts each status document read. */
-  readonly proxyRates: CounterRates<ConnectOutcome>;
+  readonly proxyRates: CounterRates<(typeof CONNECT_OUTCOMES)[number]>;
 
   constructor(options: StatusTrackerOptions) {
     this.now = options.now ?? monotonicNow;
