@@ -18,7 +18,7 @@ import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
 import type { AccessIndex } from './access-index.js';
-import { evict, hasLimits, type EvictionPass, type EvictionPolicy, type RankedRow, type Victim } from './eviction.js';
+import { evict, hasLimits, pages, type EvictionPass, type EvictionPolicy, type RankedRow, type Victim } from './eviction.js';
 import type { FleetRecord } from './fleet.js';
 import { reconcile } from './reconcile.js';
 
@@ -113,12 +113,14 @@ async function evictByFleet(fleet: GcFleet, index: AccessIndex, storage: Storage
   let complete: boolean;
   try {
     complete = (await record.sync()).usage !== undefined;
-    if (complete && !pass.dryRun && !(await record.lead())) return { victims: [], limitsLeft: 'another replica is the fleet\'s evictor and applies them' };
+    if (!pass.dryRun && !(await record.lead())) return { victims: [], limitsLeft: 'another replica is the fleet\'s evictor and applies them' };
   } catch (err) {
     return { victims: [], limitsLeft: `the fleet access record is unreachable (redis: ${(err as Error).message})` };
   }
-  if (!complete) return { victims: [], limitsLeft: 'the fleet access record is incomplete (new, or redis lost its data); a serving replica fills it' };
   try {
+    if (!complete && pass.dryRun) return { victims: [], limitsLeft: 'the fleet access record is incomplete (new, or redis lost its data); gc without --dry-run fills it' };
+    // The index was just reconciled with storage: it knows every piece of content, as the evictor's seeding needs.
+    if (!complete) await record.seed(pages(index, 1_000));
     if (!pass.dryRun) await record.recover(async (digest) => (await storage.stat(blobKey(digest as Digest)))?.size);
     const victims = await evict(record, storage, pass);
     if (!pass.dryRun) index.drop(victims.map((v) => v.digest));

@@ -193,7 +193,8 @@ export class CacheLifecycle {
     let leading: boolean;
     try {
       state = await fleet.record.sync();
-      leading = await fleet.record.lead();
+      // Only a replica with limits evicts, so only one may hold the lease (else gc would wait on it for nothing).
+      leading = hasLimits(policy) && (await fleet.record.lead());
     } catch (err) {
       fleet.onSyncFailed?.();
       if (!this.fleetDown) logger.warn({ err: (err as Error).message }, 'fleet access record unavailable (redis): eviction paused, serving goes on');
