@@ -8,7 +8,8 @@
  * - `deleting`: set of digests forgotten by the evictor and not yet deleted from storage: counted
  *   again by the next evictor if the last one died in between;
  * - `complete`: a generation id, set once the record holds everything in storage (seeded by the
- *   evictor). While it is missing (new fleet, Redis restarted empty) nobody evicts.
+ *   evictor: a serving replica, or `regmirror gc` holding the evictor lease). While it is missing
+ *   (new fleet, Redis restarted empty) nobody evicts.
  * Accesses of content the record does not hold are dropped (`ZADD XX`): a stored note carries the
  * time its client asked, so content never enters the record without a size.
  */
@@ -86,8 +87,6 @@ return removed`;
 const EVICTED_LOG_SECONDS = 3_600;
 /** Notes kept for Redis while it is unreachable, per kind; the oldest go first beyond this. */
 const QUEUE_MAX = 50_000;
-/** Stored notes per script call when seeding. */
-const SEED_BATCH = 1_000;
 
 type StoredNote = { size: number; accessedAt: number };
 
@@ -161,10 +160,8 @@ export class FleetAccess implements FleetRecord {
 
   async seed(pages: AsyncIterable<readonly RankedRow[]>): Promise<void> {
     for await (const rows of pages) {
-      for (let i = 0; i < rows.length; i += SEED_BATCH) {
-        const batch = rows.slice(i, i + SEED_BATCH).map((r) => [r.digest, { size: r.size, accessedAt: r.accessedAt }] as const);
-        await this.send(new Map(batch), new Map(), '');
-      }
+      // One script call per page (callers page by 1,000 rows).
+      await this.send(new Map(rows.map((r) => [r.digest, { size: r.size, accessedAt: r.accessedAt }])), new Map(), '');
     }
     await this.redis.set(this.keys.complete, randomUUID());
   }

@@ -19,7 +19,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
 import type { AccessIndex } from './access-index.js';
 import { evict, hasLimits, pages, type EvictionPass, type EvictionPolicy, type RankedRow, type Victim } from './eviction.js';
-import type { FleetRecord } from './fleet.js';
+import type { FleetEviction } from './lifecycle.js';
 import { reconcile } from './reconcile.js';
 
 /** What gc removes, and why. */
@@ -45,12 +45,8 @@ export interface GcReport {
   limitsLeft?: string | undefined;
 }
 
-/** The fleet-wide access record, for gc on a replica that shares its bucket. */
-export interface GcFleet {
-  record: FleetRecord;
-  /** Content any replica accessed this recently stays (redis.evictionGrace, plus presigned URLs' life). */
-  graceMs: number;
-}
+/** The fleet-wide access record and its grace, for gc on a replica that shares its bucket. */
+export type GcFleet = Pick<FleetEviction, 'record' | 'graceMs'>;
 
 /** What gc works on. */
 export interface GcOptions {

@@ -193,7 +193,7 @@ export class CacheLifecycle {
     let leading: boolean;
     try {
       state = await fleet.record.sync();
-      // Only a replica with limits evicts, so only one may hold the lease (else gc would wait on it for nothing).
+      // Only a replica with limits takes the lease: one without would hold it, evict nothing, and keep gc from applying its limits.
       leading = hasLimits(policy) && (await fleet.record.lead());
     } catch (err) {
       fleet.onSyncFailed?.();
@@ -208,7 +208,7 @@ export class CacheLifecycle {
     if (state.resync) this.reconcileLater('may have missed evictions by another replica');
     fleet.onLeading?.(leading);
     // An incomplete record (no usage) is filled by the pass; then the next tick judges by complete totals.
-    if (leading && hasLimits(policy)) this.evictIfDue(state.usage?.bytes);
+    if (leading) this.evictIfDue(state.usage?.bytes);
   }
 
   /** Corrects the index against storage in the background (once at a time). */
