@@ -2,12 +2,14 @@
  * Workloads 4 and 5, on cold caches: every measurement gets a mirror process with empty storage.
  * 4: pulls through a mirror against the same pull straight from the upstream; then again with the
  *    mirror on a CPU of its own (client and upstream on the others), as on a host of its own.
+ *    And once more with a link of limited bandwidth (link.ts) between the upstream and everyone else.
  * 5: many clients at once for one uncached blob, upstream bytes counted by a relay in front of it.
  */
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBlobGet, startCountingRelay } from '../test/support/index.js';
 import { ALL_CPUS, pin } from './affinity.js';
+import { startLink } from './link.js';
 import { coldBlob, fetchImage, stampede, timedPull } from './measure.js';
 import { pidListeningOn, watchPeakRss } from './memory.js';
 import type { Column, Samples } from './report.js';
@@ -36,10 +38,13 @@ async function withFreshMirror<T>(mirror: Mirror, upstreamUrl: string, warm: Ben
   }
 }
 
-/** Runs `fn` with the URL of a fresh mirror (or of the upstream itself for 'limit'), recording the mirror's RSS. */
-async function fromColdSource(column: Column, upstream: BenchUpstream, samples: Samples, fn: (url: string) => Promise<void>, mirrorCpus?: string): Promise<void> {
-  if (column === 'limit') return fn(upstream.registry.url);
-  const { rss } = await withFreshMirror(column, upstream.registry.url, upstream.small, (server) => fn(server.url), mirrorCpus);
+/**
+ * Runs `fn` with the URL of a fresh mirror of `upstreamUrl` (or `upstreamUrl` itself for 'limit'),
+ * recording the mirror's RSS.
+ */
+async function fromColdSource(column: Column, upstreamUrl: string, upstream: BenchUpstream, samples: Samples, fn: (url: string) => Promise<void>, mirrorCpus?: string): Promise<void> {
+  if (column === 'limit') return fn(upstreamUrl);
+  const { rss } = await withFreshMirror(column, upstreamUrl, upstream.small, (server) => fn(server.url), mirrorCpus);
   samples.add('w4.rss', column, rss);
 }
 
@@ -49,10 +54,10 @@ export async function runColdPulls(settings: BenchSettings, upstream: BenchUpstr
   for (let round = 0; round < settings.coldRounds; round++) {
     console.log(`  round ${round + 1}/${settings.coldRounds}: cold pulls`);
     for (const column of rotation<Column>(['regmirror', 'distribution', 'limit'], round)) {
-      await fromColdSource(column, upstream, samples, async (url) => {
+      await fromColdSource(column, upstream.registry.url, upstream, samples, async (url) => {
         samples.add('w4.pull', column, await timedPull(url, big));
       });
-      await fromColdSource(column, upstream, samples, async (url) => {
+      await fromColdSource(column, upstream.registry.url, upstream, samples, async (url) => {
         const blob = await coldBlob(url, big);
         samples.add('w4.blob.firstByte', column, blob.firstByte);
         samples.add('w4.blob.total', column, blob.total);
@@ -113,7 +118,7 @@ export async function runPinnedColdPulls(settings: BenchSettings, upstream: Benc
     for (let round = 0; round < settings.coldRounds; round++) {
       console.log(`  round ${round + 1}/${settings.coldRounds}: cold pulls, mirror on CPU ${mirrorCpu}`);
       for (const column of rotation<Column>(['regmirror', 'distribution', 'limit'], round)) {
-        await fromColdSource(column, upstream, samples, async (url) => {
+        await fromColdSource(column, upstream.registry.url, upstream, samples, async (url) => {
           samples.add('w4.pinned.pull', column, await timedPull(url, upstream.big));
         }, mirrorCpu);
       }
@@ -121,5 +126,25 @@ export async function runPinnedColdPulls(settings: BenchSettings, upstream: Benc
   } finally {
     pin(process.pid, ALL_CPUS);
     pin(upstreamPid, ALL_CPUS);
+  }
+}
+
+/**
+ * Workload 4 with the upstream behind a link of `settings.linkBytesPerSecond` (1 Gbit/s by default),
+ * as a mirror in use sees a registry elsewhere: the pull directly and through each mirror all cross it.
+ */
+export async function runLinkedColdPulls(settings: BenchSettings, upstream: BenchUpstream, samples: Samples): Promise<void> {
+  const link = await startLink(upstream.registry.url, settings.linkBytesPerSecond);
+  try {
+    for (let round = 0; round < settings.coldRounds; round++) {
+      console.log(`  round ${round + 1}/${settings.coldRounds}: cold pulls over the link`);
+      for (const column of rotation<Column>(['regmirror', 'distribution', 'limit'], round)) {
+        await fromColdSource(column, link.url, upstream, samples, async (url) => {
+          samples.add('w4.link.pull', column, await timedPull(url, upstream.big));
+        });
+      }
+    }
+  } finally {
+    await link.stop();
   }
 }

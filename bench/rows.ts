@@ -76,6 +76,10 @@ export function rowSpecs(s: BenchSettings): RowSpec[] {
       id: 'w4.pinned.pull', workload: `${w4}, mirror on a CPU of its own`, metric: 'skopeo pull', unit: 's', limitName: 'direct',
       targets: (row) => [ratioTarget(row, 'limit', '<=', 1.1)],
     },
+    {
+      id: 'w4.link.pull', workload: `${w4}, upstream over a ${formatSize(s.linkBytesPerSecond)}/s link`, metric: 'skopeo pull', unit: 's', limitName: 'direct',
+      targets: (row) => [ratioTarget(row, 'limit', '<=', 1.1)],
+    },
     rssRow('w4.rss', '4 cold pulls'),
     ...stampede('mid', mid),
     ...stampede('big', big),

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { coldNotes, runColdPulls, runColdStampede, runPinnedColdPulls } from './cold.js';
+import { coldNotes, runColdPulls, runColdStampede, runLinkedColdPulls, runPinnedColdPulls } from './cold.js';
 import { buildColumnTable, buildRows, formatColumnTable, formatTable, previousValues, Samples, writeResults } from './report.js';
 import { deriveSamples, misses, rowSpecs, s3RowSpecs, S3_COLUMNS, S3_RATIOS } from './rows.js';
 import { runS3Column, s3Notes, type S3Column } from './s3.js';
@@ -48,6 +48,8 @@ async function runIssue3Workloads(settings: BenchSettings, upstream: BenchUpstre
   await runColdPulls(settings, upstream, samples);
   console.log(`[${elapsed()}] cold pulls (4), the mirror on a CPU of its own`);
   await runPinnedColdPulls(settings, upstream, samples);
+  console.log(`[${elapsed()}] cold pulls (4) over a link of ${formatSize(settings.linkBytesPerSecond)}/s`);
+  await runLinkedColdPulls(settings, upstream, samples);
   console.log(`[${elapsed()}] cold blob, concurrent clients (5)`);
   await runColdStampede(settings, upstream, samples);
 }

@@ -4,6 +4,7 @@
  *   BENCH_ROUNDS=N  rounds of every workload (default: 5 warm, 3 of workload 4, 2 of workload 5, 3 of
  *                   the S3 column; 1 when quick)
  *   BENCH_SECONDS=N seconds of each timed load run (default 3; 2 when quick)
+ *   BENCH_LINK_MBPS=N megabytes/s of the link in workload 4's linked rows (default 125: 1 Gbit/s)
  *   BENCH_S3=0      skip the S3 column (issue 8: regmirror on a bucket of OpenStack Swift's s3api)
  *   BENCH_ONLY=s3   run the S3 column alone
  */
@@ -35,6 +36,8 @@ export interface BenchSettings {
   connections: number;
   /** Clients asking at once for the same cold blob (workload 5). */
   coldClients: number;
+  /** Bandwidth of the link in front of the upstream in workload 4's linked rows, bytes/s (BENCH_LINK_MBPS). */
+  linkBytesPerSecond: number;
 }
 
 const MB = 1_000_000;
@@ -73,6 +76,7 @@ export function benchSettings(): BenchSettings {
     multiLayers: quick ? [1 * MB, 2 * MB, 3 * MB] : [1 * MB, 2 * MB, 4 * MB, 8 * MB, 16 * MB, 32 * MB],
     connections: 64,
     coldClients: 16,
+    linkBytesPerSecond: positiveInt('BENCH_LINK_MBPS', 125) * MB,
   };
 }
 
