@@ -9,7 +9,6 @@ import { fileURLToPath } from 'node:url';
 
 /** The columns measured: regmirror, its peer (Distribution proxy) and the limit (nginx, or the upstream directly). */
 export type Column = 'regmirror' | 'distribution' | 'limit';
-const COLUMNS: Column[] = ['regmirror', 'distribution', 'limit'];
 
 /** Samples of every metric, by row id and column. */
 export class Samples<C extends string = Column> {

@@ -3,8 +3,11 @@
  * in Redis by `coordination/fleet-access.ts`): every replica's accesses, so that one elected replica
  * evicts by fleet-wide LRU, and the fleet's totals for the size limit and the metrics.
  */
-import type { FlushedNotes } from './access-index.js';
-import type { Ranking, RankedRow } from './eviction.js';
+import type { Digest } from '../oci/digest.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { blobKey } from '../storage/keys.js';
+import type { AccessIndex, FlushedNotes } from './access-index.js';
+import { pages, type Ranking, type RankedRow } from './eviction.js';
 
 /** The fleet as one sync saw it. */
 export interface FleetState {
@@ -33,4 +36,14 @@ export interface FleetRecord extends Ranking {
   recover(sizeOf: (digest: string) => Promise<number | undefined>): Promise<number>;
   /** Gives the evictor lease up. */
   release(): void;
+}
+
+/** Fills an incomplete record from `index`, which must know all content (reconciled with storage just before). */
+export function seedFromIndex(record: FleetRecord, index: AccessIndex): Promise<void> {
+  return record.seed(pages(index, 1_000));
+}
+
+/** Counts again what an interrupted eviction forgot but left in storage; resolves with how many. */
+export function recoverFromStorage(record: FleetRecord, storage: StorageDriver): Promise<number> {
+  return record.recover(async (digest) => (await storage.stat(blobKey(digest as Digest)))?.size);
 }

@@ -14,11 +14,11 @@
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
 import type { AccessIndex } from './access-index.js';
-import { evict, hasLimits, pages, type EvictionPass, type EvictionPolicy, type RankedRow, type Victim } from './eviction.js';
+import { evict, hasLimits, type EvictionPass, type EvictionPolicy, type RankedRow, type Victim } from './eviction.js';
+import { recoverFromStorage, seedFromIndex } from './fleet.js';
 import type { FleetEviction } from './lifecycle.js';
 import { reconcile } from './reconcile.js';
 
@@ -115,9 +115,9 @@ async function evictByFleet(fleet: GcFleet, index: AccessIndex, storage: Storage
   }
   try {
     if (!complete && pass.dryRun) return { victims: [], limitsLeft: 'the fleet access record is incomplete (new, or redis lost its data); gc without --dry-run fills it' };
-    // The index was just reconciled with storage: it knows every piece of content, as the evictor's seeding needs.
-    if (!complete) await record.seed(pages(index, 1_000));
-    if (!pass.dryRun) await record.recover(async (digest) => (await storage.stat(blobKey(digest as Digest)))?.size);
+    // The index was just reconciled with storage: it knows every piece of content, as seeding needs.
+    if (!complete) await seedFromIndex(record, index);
+    if (!pass.dryRun) await recoverFromStorage(record, storage);
     const victims = await evict(record, storage, pass);
     if (!pass.dryRun) index.drop(victims.map((v) => v.digest));
     return { victims };

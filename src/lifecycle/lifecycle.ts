@@ -14,10 +14,9 @@ import type { Logger } from 'pino';
 import type { ContentUse } from '../cache/blobs.js';
 import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { blobKey } from '../storage/keys.js';
 import { AccessIndex } from './access-index.js';
-import { evict, hasLimits, pages, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
-import type { FleetRecord, FleetState } from './fleet.js';
+import { evict, hasLimits, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
+import { recoverFromStorage, seedFromIndex, type FleetRecord, type FleetState } from './fleet.js';
 import { reconcile } from './reconcile.js';
 import { liveServer, markServing, type ServerMark } from './server-mark.js';
 
@@ -248,7 +247,7 @@ export class CacheLifecycle {
   /** Counts again what the last evictor forgot without deleting it (it died mid-pass). */
   private async recover(record: FleetRecord): Promise<void> {
     const { storage, logger } = this.options;
-    const recovered = await record.recover(async (digest) => (await storage.stat(blobKey(digest as Digest)))?.size);
+    const recovered = await recoverFromStorage(record, storage);
     if (recovered > 0) logger.info({ objects: recovered }, 'fleet access record: content an interrupted eviction left in storage counted again');
   }
 
@@ -257,7 +256,7 @@ export class CacheLifecycle {
     const { logger, storage } = this.options;
     logger.info('fleet access record incomplete (new, or redis lost its data): eviction waits while it is filled from storage');
     await reconcile(this.index, storage, this.now);
-    await record.seed(pages(this.index, 1_000));
+    await seedFromIndex(record, this.index);
     logger.info(this.index.usage(), 'fleet access record filled from storage');
   }
 }
