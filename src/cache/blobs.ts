@@ -32,10 +32,11 @@ export interface BlobSource {
   /** Resolves with the final size once the blob is complete (at once for stored blobs). */
   complete(): Promise<number>;
   /**
-   * Copies bytes at `position` into `buffer` (waiting for them on a cold blob); resolves with their
-   * count, 0 at the end. An alternative to `stream` that lets the caller reuse buffers; then `release`.
+   * Copies bytes at `position` into `buffer` (waiting for them on a cold blob, and for verification
+   * before byte `last`, the response's last); resolves with their count, 0 at the end. An
+   * alternative to `stream` that lets the caller reuse buffers; then `release`.
    */
-  read?(buffer: Buffer, position: number): Promise<number>;
+  read?(buffer: Buffer, position: number, last: number): Promise<number>;
 }
 
 interface Download {
@@ -145,7 +146,7 @@ export class BlobCache {
     if (!download) return undefined;
     if (download.origin !== originOf(upstream, repository)) await this.confirmUpstreamHas(upstream, repository, digest);
     const spool = await download.spool;
-    const joined = spool && fromSpool(spool, 'coalesced'); // undefined: committed meanwhile, read storage
+    const joined = spool && fromSpool(spool, 'coalesced'); // undefined: stored or failed meanwhile, look again
     if (joined) this.options.events?.joined(upstream);
     return joined;
   }
@@ -168,14 +169,15 @@ export class BlobCache {
   async stat(upstream: string, repository: string, digest: Digest): Promise<{ size: number | undefined; outcome: CacheOutcome }> {
     const download = this.downloads.get(digest);
     const spool = download && download.origin === originOf(upstream, repository) ? await download.spool : undefined;
-    if (spool) return { size: spool.size, outcome: 'coalesced' };
+    // A download upstream sends chunked has no size yet: a HEAD asks upstream for it below.
+    if (spool?.size !== undefined) return { size: spool.size, outcome: 'coalesced' };
     const stored = await this.options.storage.stat(blobKey(digest));
     if (stored && (await this.options.metadata.hasBlobLink(upstream, repository, digest))) {
       this.options.use?.accessed(digest);
       return { size: stored.size, outcome: 'hit' };
     }
     const size = await this.confirmUpstreamHas(upstream, repository, digest);
-    return { size, outcome: stored ? 'hit' : 'miss' };
+    return { size: stored?.size ?? size, outcome: stored ? 'hit' : 'miss' };
   }
 
   private async openStored(upstream: string, repository: string, digest: Digest): Promise<BlobSource | undefined> {
@@ -250,12 +252,15 @@ export class BlobCache {
     const started = this.claimAndFetch(upstream, repository, digest);
     const entry: Download = { spool: started.then((s) => s?.download), origin: originOf(upstream, repository) };
     this.downloads.set(digest, entry);
+    const drop = (): void => {
+      if (this.downloads.get(digest) === entry) this.downloads.delete(digest);
+    };
     started.then(
       (s) => {
-        if (!s) return void this.downloads.delete(digest);
+        if (!s) return drop();
         void this.commitWhenVerified(s.download, entry, upstream, repository, this.beginUpload(s.download)).finally(() => s.claim?.release());
       },
-      () => this.downloads.delete(digest),
+      drop,
     );
     return entry.spool;
   }
@@ -279,8 +284,15 @@ export class BlobCache {
     const res = await this.requestBlob('GET', upstream, repository, digest);
     const length = Number(res.headers['content-length']);
     const path = join(this.options.spoolDir, randomUUID());
+    let download: SpoolDownload;
+    try {
+      download = await SpoolDownload.start(digest, Number.isFinite(length) ? length : undefined, path, res.body);
+    } catch (err) {
+      res.body.destroy(); // frees the upstream connection now, not at its idle timeout
+      throw err;
+    }
     this.options.events?.downloadStarted(upstream);
-    return SpoolDownload.start(digest, Number.isFinite(length) ? length : undefined, path, res.body);
+    return download;
   }
 
   /**
@@ -340,7 +352,7 @@ function fromSpool(download: SpoolDownload, outcome: CacheOutcome): BlobSource |
     size: download.size,
     outcome,
     stream: (start, end) => lease.read(start, end),
-    read: (buffer, position) => lease.readInto(buffer, position),
+    read: (buffer, position, last) => lease.readInto(buffer, position, last),
     release: () => lease.release(),
     complete: async () => {
       await download.done.catch((err: unknown) => {

@@ -2,8 +2,9 @@
  * One upstream download of a blob into a local spool file, shared by every client that wants the
  * blob while it arrives (single flight). Invariants:
  * - bytes are hashed as they arrive; the blob is handed to storage only if digest and size verify;
- * - a reader never receives the blob's final byte before verification, so a client of a corrupt
- *   download sees its transfer cut short, never completed with wrong bytes;
+ * - a reader never receives the last byte of its response (the blob's final byte, or a range's
+ *   last) before verification, so a client of a corrupt download sees its transfer cut short,
+ *   never completed with wrong bytes;
  * - the download does not depend on any client: it finishes (and fills the cache) when clients
  *   leave, and a slow client never slows the others (each reads the spool at its own pace).
  */
@@ -35,8 +36,11 @@ type State = 'running' | 'verified' | 'failed';
 /** A reserved read of a spool: `read` follows the spool as it grows; `end` defaults to the last byte. */
 export interface SpoolLease {
   read(start?: number, end?: number): Readable;
-  /** Copies bytes at `position` into `buffer` once they are readable; resolves with their count, 0 at the end. Then `release`. */
-  readInto(buffer: Buffer, position: number): Promise<number>;
+  /**
+   * Copies bytes at `position` into `buffer` once they are readable, for a response whose last byte
+   * is `last` (that byte only after verification); resolves with their count, 0 at the end. Then `release`.
+   */
+  readInto(buffer: Buffer, position: number, last?: number): Promise<number>;
   release(): void;
 }
 
@@ -72,7 +76,14 @@ export class SpoolDownload {
   /** Creates the spool file and starts copying `body` into it. */
   static async start(digest: Digest, expectedSize: number | undefined, path: string, body: AsyncIterable<Buffer>): Promise<SpoolDownload> {
     const fh = await open(path, 'w+');
-    const download = new SpoolDownload(digest, expectedSize, path, fh);
+    let download: SpoolDownload;
+    try {
+      download = new SpoolDownload(digest, expectedSize, path, fh);
+    } catch (err) {
+      await fh.close();
+      await unlink(path).catch(() => undefined);
+      throw err;
+    }
     void download.pump(body);
     return download;
   }
@@ -89,10 +100,10 @@ export class SpoolDownload {
 
   /**
    * Reserves a place to read the spool (the file stays open until it is used or released), or
-   * returns undefined when the spool is already closed (the blob is in storage by then).
+   * returns undefined when the download failed or the spool is closed (stored, or failed).
    */
   retain(): SpoolLease | undefined {
-    if (this.closed) return undefined;
+    if (this.closed || this.state === 'failed') return undefined;
     this.readers++;
     let used = false;
     const once = (): void => {
@@ -104,7 +115,7 @@ export class SpoolDownload {
         once();
         return new SpoolReader(this, start, end);
       },
-      readInto: (buffer, position) => this.readInto(buffer, position),
+      readInto: (buffer, position, last) => this.readInto(buffer, position, last),
       release: () => {
         once();
         this.readerDone();
@@ -117,7 +128,7 @@ export class SpoolDownload {
     for (;;) {
       const last = end ?? (this.state === 'verified' ? this.written - 1 : Number.POSITIVE_INFINITY);
       if (position > last) return null;
-      const available = this.readableLimit() - 1;
+      const available = this.readableEnd(end) - 1;
       if (position <= available) {
         const length = Math.min(READ_CHUNK_BYTES, Math.min(last, available) - position + 1);
         const buffer = Buffer.allocUnsafe(length);
@@ -130,10 +141,10 @@ export class SpoolDownload {
   }
 
   /** See SpoolLease.readInto. */
-  async readInto(buffer: Buffer, position: number): Promise<number> {
+  async readInto(buffer: Buffer, position: number, last?: number): Promise<number> {
     for (;;) {
       if (this.state === 'verified' && position >= this.written) return 0;
-      const available = this.readableLimit();
+      const available = this.readableEnd(last);
       if (position < available) {
         const { bytesRead } = await this.fh.read(buffer, 0, Math.min(buffer.length, available - position), position);
         return bytesRead;
@@ -149,7 +160,10 @@ export class SpoolDownload {
     void this.releaseIfIdle();
   }
 
-  /** Flushes the verified spool file to disk, so the commit that renames it survives a power cut. */
+  /**
+   * Flushes the verified spool file to disk before the commit renames it into storage: after a
+   * power cut the stored blob is whole or missing (and fetched again), never partial.
+   */
   async sync(): Promise<void> {
     await this.fh.datasync();
   }
@@ -160,11 +174,15 @@ export class SpoolDownload {
     await this.releaseIfIdle();
   }
 
-  /** Bytes a reader may see now: all once verified, else all but the final byte. */
-  private readableLimit(): number {
+  /**
+   * How far (exclusive) a reader whose response ends at byte `last` may read now: everything once
+   * verified; before, never `last` itself, nor the blob's final byte (the last one written while
+   * the size is unknown).
+   */
+  private readableEnd(last: number | undefined): number {
     if (this.state === 'verified') return this.written;
-    if (this.expectedSize !== undefined) return Math.min(this.written, this.expectedSize - 1);
-    return this.written; // size unknown: the response only ends after verification
+    const blobEnd = this.expectedSize !== undefined ? Math.min(this.written, this.expectedSize - 1) : Math.max(0, this.written - 1);
+    return last === undefined ? blobEnd : Math.min(blobEnd, last);
   }
 
   private async pump(body: AsyncIterable<Buffer>): Promise<void> {

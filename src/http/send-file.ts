@@ -38,26 +38,44 @@ class BufferPool {
 const pools = { small: new BufferPool(CHUNK_BYTES, 64), large: new BufferPool(LARGE_CHUNK_BYTES, 2 * LARGE_UP_TO) };
 let active = 0;
 
-function write(res: ServerResponse, chunk: Buffer): Promise<void> {
+/** Writes a chunk; settles when the socket has taken it, or failed (see `pending`). */
+function write(res: ServerResponse, chunk: Buffer, pending: Set<(err?: Error | null) => void>): Promise<void> {
+  if (res.destroyed || res.socket?.destroyed) return Promise.reject(new Error('client connection closed'));
   return new Promise((resolve, reject) => {
-    res.write(chunk, (err) => (err ? reject(err) : resolve()));
+    const settle = (err?: Error | null): void => {
+      pending.delete(settle);
+      if (err) reject(err);
+      else resolve();
+    };
+    pending.add(settle);
+    res.write(chunk, settle);
   });
 }
 
-/** Writes bytes `start`..`end` (inclusive) obtained with `read`, then ends the response (destroys it on failure). */
-export async function sendByReads(res: ServerResponse, read: (buffer: Buffer, position: number) => Promise<number>, start: number, end: number): Promise<void> {
+/**
+ * Writes bytes `start`..`end` (inclusive) obtained with `read` (told the response's last byte), then
+ * ends the response (destroys it on failure).
+ */
+export async function sendByReads(res: ServerResponse, read: (buffer: Buffer, position: number, last: number) => Promise<number>, start: number, end: number): Promise<void> {
   active++;
   const pool = active <= LARGE_UP_TO ? pools.large : pools.small;
   const buffers = Array.from({ length: active > DOUBLE_BUFFER_BELOW ? 1 : 2 }, () => pool.take());
   const writes: Promise<void>[] = [];
+  // Node drops a write, callback and all, when the socket is destroyed before the response learns
+  // of it; the response's 'close' settles whatever is still pending then.
+  const pending = new Set<(err?: Error | null) => void>();
+  const closed = (): void => {
+    for (const settle of pending) settle(new Error('client connection closed'));
+  };
+  res.once('close', closed);
   let position = start;
   try {
     for (let i = 0; position <= end && !res.destroyed; i = (i + 1) % buffers.length) {
       await writes[i]; // this buffer's previous bytes are in the socket
       const buffer = buffers[i]!;
-      const n = await read(end - position + 1 < buffer.length ? buffer.subarray(0, end - position + 1) : buffer, position);
+      const n = await read(end - position + 1 < buffer.length ? buffer.subarray(0, end - position + 1) : buffer, position, end);
       if (n === 0) throw new Error(`blob ended at byte ${position}, before ${end}`);
-      writes[i] = write(res, buffer.subarray(0, n));
+      writes[i] = write(res, buffer.subarray(0, n), pending);
       writes[i]!.catch(() => undefined);
       position += n;
     }
@@ -66,7 +84,8 @@ export async function sendByReads(res: ServerResponse, read: (buffer: Buffer, po
   } catch {
     res.destroy();
   } finally {
-    await Promise.allSettled(writes); // a destroyed socket calls back too
+    await Promise.allSettled(writes); // each settles: taken by the socket, failed, or the connection closed
+    res.off('close', closed);
     for (const buffer of buffers) pool.give(buffer);
     active--;
   }

@@ -39,8 +39,8 @@ async function waitForStored(digest: string): Promise<void> {
 }
 
 /** Reads a response body until the server ends or cuts it; returns what arrived and how it ended. */
-async function readUntilCut(url: string): Promise<{ status: number; bytes: number; complete: boolean }> {
-  const res = await fetch(url);
+async function readUntilCut(url: string, init: RequestInit = {}): Promise<{ status: number; bytes: number; complete: boolean }> {
+  const res = await fetch(url, init);
   let bytes = 0;
   try {
     for await (const chunk of res.body!) bytes += (chunk as Uint8Array).length;
@@ -100,6 +100,20 @@ describe('blob cache', () => {
     upstream.setFault(null);
     const ok = await send(blobUrl(digest));
     expect(sha256(ok.body)).toBe(digest);
+  });
+
+  it('completes no range of a cold blob before the whole blob verified', async () => {
+    const { digest } = big();
+    const whole = (await send(`${registry.url}/v2/team/big/blobs/${digest}`)).body;
+    upstream.setFault('corrupt'); // the middle byte: the first 1,000 bytes are right, the blob is not
+    const cut = await readUntilCut(blobUrl(digest), { headers: { range: 'bytes=0-999' } });
+    expect(cut.status).toBe(206);
+    expect(cut.complete).toBe(false);
+    expect(cut.bytes).toBeLessThan(1000);
+    upstream.setFault(null);
+    const ok = await send(blobUrl(digest), { headers: { range: 'bytes=0-999' } });
+    expect(ok.status).toBe(206);
+    expect(ok.body.equals(whole.subarray(0, 1000))).toBe(true);
   });
 
   it('aborts the transfer when upstream closes mid-blob, then recovers', async () => {
