@@ -14,7 +14,7 @@ import { coldBlob, fetchImage, stampede, timedPull } from './measure.js';
 import { pidListeningOn, watchPeakRss } from './memory.js';
 import type { Column, Samples } from './report.js';
 import { startDistributionProxy, startRegmirror, type BenchServer } from './servers.js';
-import type { BenchSettings } from './settings.js';
+import { linkBytesPerSecond, type BenchSettings } from './settings.js';
 import type { BenchImage, BenchUpstream } from './upstream.js';
 import { rotation } from './warm.js';
 
@@ -39,12 +39,12 @@ async function withFreshMirror<T>(mirror: Mirror, upstreamUrl: string, warm: Ben
 }
 
 /**
- * Runs `fn` with the URL of a fresh mirror of `upstreamUrl` (or `upstreamUrl` itself for 'limit'),
- * recording the mirror's RSS.
+ * Runs `fn` with the URL of a fresh mirror of `upstreamUrl` that first served `warm` (or with
+ * `upstreamUrl` itself for 'limit'), recording the mirror's RSS.
  */
-async function fromColdSource(column: Column, upstreamUrl: string, upstream: BenchUpstream, samples: Samples, fn: (url: string) => Promise<void>, mirrorCpus?: string): Promise<void> {
+async function fromColdSource(column: Column, upstreamUrl: string, warm: BenchImage, samples: Samples, fn: (url: string) => Promise<void>, mirrorCpus?: string): Promise<void> {
   if (column === 'limit') return fn(upstreamUrl);
-  const { rss } = await withFreshMirror(column, upstreamUrl, upstream.small, (server) => fn(server.url), mirrorCpus);
+  const { rss } = await withFreshMirror(column, upstreamUrl, warm, (server) => fn(server.url), mirrorCpus);
   samples.add('w4.rss', column, rss);
 }
 
@@ -54,10 +54,10 @@ export async function runColdPulls(settings: BenchSettings, upstream: BenchUpstr
   for (let round = 0; round < settings.coldRounds; round++) {
     console.log(`  round ${round + 1}/${settings.coldRounds}: cold pulls`);
     for (const column of rotation<Column>(['regmirror', 'distribution', 'limit'], round)) {
-      await fromColdSource(column, upstream.registry.url, upstream, samples, async (url) => {
+      await fromColdSource(column, upstream.registry.url, upstream.small, samples, async (url) => {
         samples.add('w4.pull', column, await timedPull(url, big));
       });
-      await fromColdSource(column, upstream.registry.url, upstream, samples, async (url) => {
+      await fromColdSource(column, upstream.registry.url, upstream.small, samples, async (url) => {
         const blob = await coldBlob(url, big);
         samples.add('w4.blob.firstByte', column, blob.firstByte);
         samples.add('w4.blob.total', column, blob.total);
@@ -118,7 +118,7 @@ export async function runPinnedColdPulls(settings: BenchSettings, upstream: Benc
     for (let round = 0; round < settings.coldRounds; round++) {
       console.log(`  round ${round + 1}/${settings.coldRounds}: cold pulls, mirror on CPU ${mirrorCpu}`);
       for (const column of rotation<Column>(['regmirror', 'distribution', 'limit'], round)) {
-        await fromColdSource(column, upstream.registry.url, upstream, samples, async (url) => {
+        await fromColdSource(column, upstream.registry.url, upstream.small, samples, async (url) => {
           samples.add('w4.pinned.pull', column, await timedPull(url, upstream.big));
         }, mirrorCpu);
       }
@@ -130,16 +130,16 @@ export async function runPinnedColdPulls(settings: BenchSettings, upstream: Benc
 }
 
 /**
- * Workload 4 with the upstream behind a link of `settings.linkBytesPerSecond` (1 Gbit/s by default),
+ * Workload 4 with the upstream behind a link of `settings.linkMbit` (1 Gbit/s by default),
  * as a mirror in use sees a registry elsewhere: the pull directly and through each mirror all cross it.
  */
 export async function runLinkedColdPulls(settings: BenchSettings, upstream: BenchUpstream, samples: Samples): Promise<void> {
-  const link = await startLink(upstream.registry.url, settings.linkBytesPerSecond);
+  const link = await startLink(upstream.registry.url, linkBytesPerSecond(settings.linkMbit));
   try {
     for (let round = 0; round < settings.coldRounds; round++) {
       console.log(`  round ${round + 1}/${settings.coldRounds}: cold pulls over the link`);
       for (const column of rotation<Column>(['regmirror', 'distribution', 'limit'], round)) {
-        await fromColdSource(column, link.url, upstream, samples, async (url) => {
+        await fromColdSource(column, link.url, upstream.small, samples, async (url) => {
           samples.add('w4.link.pull', column, await timedPull(url, upstream.big));
         });
       }

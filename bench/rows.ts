@@ -1,7 +1,7 @@
 /** The tables' rows: what each workload reports, and the targets of issue 3; the S3 column's (issue 8). */
 import { ratioTarget, valueTarget, type ColumnTable, type Row, type RowSpec, type Samples } from './report.js';
 import type { S3Column } from './s3.js';
-import { formatSize, type BenchSettings } from './settings.js';
+import { formatLink, formatSize, type BenchSettings } from './settings.js';
 
 const RSS_LIMIT_MB = 200;
 /** RSS with the big blob may exceed RSS with the middle one by this factor and still count as flat. */
@@ -77,7 +77,7 @@ export function rowSpecs(s: BenchSettings): RowSpec[] {
       targets: (row) => [ratioTarget(row, 'limit', '<=', 1.1)],
     },
     {
-      id: 'w4.link.pull', workload: `${w4}, upstream over a ${formatSize(s.linkBytesPerSecond)}/s link`, metric: 'skopeo pull', unit: 's', limitName: 'direct',
+      id: 'w4.link.pull', workload: `${w4}, upstream over a ${formatLink(s.linkMbit)} link`, metric: 'skopeo pull', unit: 's', limitName: 'direct',
       targets: (row) => [ratioTarget(row, 'limit', '<=', 1.1)],
     },
     rssRow('w4.rss', '4 cold pulls'),

@@ -15,7 +15,7 @@ import { deriveSamples, misses, rowSpecs, s3RowSpecs, S3_COLUMNS, S3_RATIOS } fr
 import { runS3Column, s3Notes, type S3Column } from './s3.js';
 import { runScript } from './script.js';
 import { startDistributionProxy, startNginx, startRegmirror } from './servers.js';
-import { benchSettings, formatSize, type BenchSettings } from './settings.js';
+import { benchSettings, formatLink, formatSize, type BenchSettings } from './settings.js';
 import { startUpstream, type BenchUpstream } from './upstream.js';
 import { runWarmWorkloads, loadErrors } from './warm.js';
 
@@ -48,7 +48,7 @@ async function runIssue3Workloads(settings: BenchSettings, upstream: BenchUpstre
   await runColdPulls(settings, upstream, samples);
   console.log(`[${elapsed()}] cold pulls (4), the mirror on a CPU of its own`);
   await runPinnedColdPulls(settings, upstream, samples);
-  console.log(`[${elapsed()}] cold pulls (4) over a link of ${formatSize(settings.linkBytesPerSecond)}/s`);
+  console.log(`[${elapsed()}] cold pulls (4) over a link of ${formatLink(settings.linkMbit)}`);
   await runLinkedColdPulls(settings, upstream, samples);
   console.log(`[${elapsed()}] cold blob, concurrent clients (5)`);
   await runColdStampede(settings, upstream, samples);

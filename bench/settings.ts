@@ -4,7 +4,7 @@
  *   BENCH_ROUNDS=N  rounds of every workload (default: 5 warm, 3 of workload 4, 2 of workload 5, 3 of
  *                   the S3 column; 1 when quick)
  *   BENCH_SECONDS=N seconds of each timed load run (default 3; 2 when quick)
- *   BENCH_LINK_MBPS=N megabytes/s of the link in workload 4's linked rows (default 125: 1 Gbit/s)
+ *   BENCH_LINK_MBIT=N megabits/s of the link in workload 4's linked row (default 1000)
  *   BENCH_S3=0      skip the S3 column (issue 8: regmirror on a bucket of OpenStack Swift's s3api)
  *   BENCH_ONLY=s3   run the S3 column alone
  */
@@ -36,8 +36,8 @@ export interface BenchSettings {
   connections: number;
   /** Clients asking at once for the same cold blob (workload 5). */
   coldClients: number;
-  /** Bandwidth of the link in front of the upstream in workload 4's linked rows, bytes/s (BENCH_LINK_MBPS). */
-  linkBytesPerSecond: number;
+  /** Bandwidth of the link in front of the upstream in workload 4's linked row, Mbit/s (BENCH_LINK_MBIT). */
+  linkMbit: number;
 }
 
 const MB = 1_000_000;
@@ -76,11 +76,19 @@ export function benchSettings(): BenchSettings {
     multiLayers: quick ? [1 * MB, 2 * MB, 3 * MB] : [1 * MB, 2 * MB, 4 * MB, 8 * MB, 16 * MB, 32 * MB],
     connections: 64,
     coldClients: 16,
-    linkBytesPerSecond: positiveInt('BENCH_LINK_MBPS', 125) * MB,
+    linkMbit: positiveInt('BENCH_LINK_MBIT', 1000),
   };
 }
 
 /** "500 MB" for 500_000_000. */
 export function formatSize(bytes: number): string {
   return bytes >= MB ? `${Math.round(bytes / MB)} MB` : `${Math.round(bytes / 1000)} kB`;
+}
+
+/** Bytes per second of a link of `mbit` Mbit/s. */
+export const linkBytesPerSecond = (mbit: number): number => mbit * 125_000;
+
+/** "1 Gbit/s" for 1000, "500 Mbit/s" for 500. */
+export function formatLink(mbit: number): string {
+  return mbit >= 1000 && mbit % 1000 === 0 ? `${mbit / 1000} Gbit/s` : `${mbit} Mbit/s`;
 }

@@ -160,7 +160,7 @@ export class FleetAccess implements FleetRecord {
 
   async seed(pages: AsyncIterable<readonly RankedRow[]>): Promise<void> {
     for await (const rows of pages) {
-      // One script call per page (callers page by 1,000 rows).
+      // One script call per page (seedFromIndex pages by 1,000 rows).
       await this.send(new Map(rows.map((r) => [r.digest, { size: r.size, accessedAt: r.accessedAt }])), new Map(), '');
     }
     await this.redis.set(this.keys.complete, randomUUID());

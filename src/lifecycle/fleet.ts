@@ -28,7 +28,7 @@ export interface FleetRecord extends Ranking {
   /** True while this replica holds the evictor lease; takes it when nobody does. */
   lead(): Promise<boolean>;
   /** Fills an incomplete record with content known to be in storage, then marks it complete. */
-  seed(pages: AsyncIterable<readonly RankedRow[]>): Promise<void>;
+  seed(rows: AsyncIterable<readonly RankedRow[]>): Promise<void>;
   /**
    * Counts again content that an evictor forgot but did not delete (it died, or storage failed in
    * between); `sizeOf` says whether it is still in storage. Returns how many were counted again.
@@ -38,9 +38,12 @@ export interface FleetRecord extends Ranking {
   release(): void;
 }
 
+/** Rows per seeding call: one Redis script call each, so a large cache is sent in few round trips. */
+const SEED_PAGE_ROWS = 1_000;
+
 /** Fills an incomplete record from `index`, which must know all content (reconciled with storage just before). */
 export function seedFromIndex(record: FleetRecord, index: AccessIndex): Promise<void> {
-  return record.seed(pages(index, 1_000));
+  return record.seed(pages(index, SEED_PAGE_ROWS));
 }
 
 /** Counts again what an interrupted eviction forgot but left in storage; resolves with how many. */
