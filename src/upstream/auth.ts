@@ -1,6 +1,8 @@
 /**
  * Upstream authentication: parses `WWW-Authenticate` challenges and keeps bearer tokens per scope
- * until they expire, so a warm pull costs no token round trip.
+ * until they expire, so a warm pull costs no token round trip. The credentials go to the upstream
+ * and to the token service its own challenge names (over https when the upstream is https), never
+ * to a host a redirect led to; token replies are bounded in size and time.
  */
 import { request, type Dispatcher } from 'undici';
 import { basicToken, type Credentials } from '../config/credentials.js';
@@ -12,14 +14,22 @@ export interface Challenge {
   params: Record<string, string>;
 }
 
-/** Parses the first Bearer or Basic challenge of a `WWW-Authenticate` header. */
+/** Longest challenge parsed; real ones are a few hundred bytes. */
+const MAX_CHALLENGE_CHARS = 8 * 1024;
+/** Longest token reply read; real ones are a few kilobytes. */
+const MAX_TOKEN_REPLY_BYTES = 64 * 1024;
+/** Longest a token request may take in all (the pool's timeouts only bound each wait). */
+const TOKEN_REQUEST_TIMEOUT_MS = 30_000;
+
+/** Parses the first Bearer or Basic challenge of a `WWW-Authenticate` header (none if it is over 8 KiB). */
 export function parseChallenge(header: string | string[] | undefined): Challenge | undefined {
   const value = Array.isArray(header) ? header[0] : header;
-  if (!value) return undefined;
+  if (!value || value.length > MAX_CHALLENGE_CHARS) return undefined;
   const m = /^\s*(bearer|basic)\b(.*)$/i.exec(value);
   if (!m) return undefined;
   const params: Record<string, string> = {};
-  const paramRe = /([a-zA-Z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g;
+  // A name starts only where no name character precedes it: linear time on any input.
+  const paramRe = /(?<![a-zA-Z_])([a-zA-Z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g;
   for (const p of m[2]!.matchAll(paramRe)) params[p[1]!.toLowerCase()] = (p[2] ?? p[3] ?? '').replace(/\\(.)/g, '$1');
   return { scheme: m[1]!.toLowerCase() as Challenge['scheme'], params };
 }
@@ -44,6 +54,8 @@ export class UpstreamAuth {
 
   constructor(
     private readonly upstream: string,
+    /** The upstream's URL: an https upstream's token service must be https too. */
+    private readonly base: URL,
     private readonly credentials: Credentials | undefined,
     private readonly dispatcher: Dispatcher,
     private readonly now: () => number = Date.now,
@@ -92,6 +104,9 @@ export class UpstreamAuth {
     } catch {
       throw new UpstreamError(this.upstream, 'auth', 'bearer challenge with an invalid realm');
     }
+    if (url.protocol !== 'https:' && (this.base.protocol === 'https:' || url.protocol !== 'http:')) {
+      throw new UpstreamError(this.upstream, 'auth', `token service at ${url.protocol}// refused: the upstream is ${this.base.protocol}//`);
+    }
     if (params.service) url.searchParams.set('service', params.service);
     url.searchParams.set('scope', scope);
     const headers: Record<string, string> = { accept: 'application/json' };
@@ -99,7 +114,7 @@ export class UpstreamAuth {
     if (basic) headers.authorization = basic;
     let res: Dispatcher.ResponseData;
     try {
-      res = await request(url, { dispatcher: this.dispatcher, headers });
+      res = await request(url, { dispatcher: this.dispatcher, headers, signal: AbortSignal.timeout(TOKEN_REQUEST_TIMEOUT_MS) });
     } catch (err) {
       throw new UpstreamError(this.upstream, 'unreachable', `token service unreachable: ${(err as Error).message}`, { cause: err });
     }
@@ -107,7 +122,7 @@ export class UpstreamAuth {
       await res.body.dump();
       throw new UpstreamError(this.upstream, 'auth', `token service answered ${res.statusCode}`);
     }
-    const body = (await res.body.json().catch(() => ({}))) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    const body = (await readJson(res.body, MAX_TOKEN_REPLY_BYTES)) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
     const token = typeof body.token === 'string' ? body.token : typeof body.access_token === 'string' ? body.access_token : undefined;
     if (!token) throw new UpstreamError(this.upstream, 'protocol', 'token service answered without a token');
     const seconds = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_SECONDS;
@@ -115,5 +130,24 @@ export class UpstreamAuth {
     if (this.tokens.size >= MAX_CACHED_SCOPES) this.tokens.delete(this.tokens.keys().next().value!);
     this.tokens.set(scope, { header, expiresAt: this.now() + seconds * 1000 - EXPIRY_MARGIN_MS });
     return header;
+  }
+}
+
+/** Parses a JSON body of at most `limit` bytes; an empty object for anything else (too long, not JSON, cut). */
+async function readJson(body: Dispatcher.ResponseData['body'], limit: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      length += chunk.length;
+      if (length > limit) {
+        body.destroy();
+        return {};
+      }
+      chunks.push(chunk);
+    }
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    return {};
   }
 }

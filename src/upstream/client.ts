@@ -22,6 +22,8 @@ export interface UpstreamClientOptions {
   onResponse?: (info: { method: string; status: number; durationMs: number; headers: Dispatcher.ResponseData['headers'] }) => void;
   /** Observes every request that got no response (connection error, timeout). */
   onFailure?: (failure: UpstreamError['failure']) => void;
+  /** The connection pool to send through (default: a keep-alive pool with the timeouts above). */
+  dispatcher?: Dispatcher;
 }
 
 /** A response from upstream whose body the caller must consume or destroy. */
@@ -49,20 +51,20 @@ const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
 export class UpstreamClient {
   readonly name: string;
   private readonly base: URL;
-  private readonly dispatcher: Agent;
+  private readonly dispatcher: Dispatcher;
   private readonly auth: UpstreamAuth;
 
   constructor(private readonly options: UpstreamClientOptions) {
     this.name = options.name;
     this.base = new URL(options.url);
-    this.dispatcher = new Agent({
+    this.dispatcher = options.dispatcher ?? new Agent({
       connect: { timeout: options.timeouts.connect },
       headersTimeout: options.timeouts.headers,
       bodyTimeout: options.timeouts.idle,
       keepAliveTimeout: 30_000,
       connections: 128,
     });
-    this.auth = new UpstreamAuth(options.name, options.credentials, this.dispatcher);
+    this.auth = new UpstreamAuth(options.name, this.base, options.credentials, this.dispatcher);
   }
 
   /** Sends a request, authenticating, following redirects and retrying as the class comment says. */
@@ -94,19 +96,25 @@ export class UpstreamClient {
   private async authorized(req: UpstreamRequest): Promise<UpstreamResponse> {
     const scope = req.repository ? `repository:${req.repository}:pull` : '';
     const authorization = await this.auth.headerFor(scope);
-    let res = await this.follow(req, authorization);
-    if (res.status === 401) {
+    const first = await this.follow(req, authorization);
+    let res = first.res;
+    // Only the upstream's own challenge is answered: one from a host a redirect led to (a CDN)
+    // could name any token service, and that service would get the upstream's credentials.
+    if (res.status === 401 && first.origin === this.base.origin) {
       const retryWith = await this.auth.answer(res.headers['www-authenticate'], scope);
       if (retryWith !== undefined && retryWith !== authorization) {
         discard(res);
-        res = await this.follow(req, retryWith);
+        ({ res } = await this.follow(req, retryWith));
       }
     }
     return res;
   }
 
-  /** Sends the request, following redirects; credentials go only to the upstream's own origin. */
-  private async follow(req: UpstreamRequest, authorization: string | undefined): Promise<UpstreamResponse> {
+  /**
+   * Sends the request, following redirects; credentials go only to the upstream's own origin.
+   * Resolves with the last response and the origin that sent it.
+   */
+  private async follow(req: UpstreamRequest, authorization: string | undefined): Promise<{ res: UpstreamResponse; origin: string }> {
     let url = new URL(this.base.pathname.replace(/\/$/, '') + req.path, this.base);
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { ...req.headers };
@@ -132,7 +140,7 @@ export class UpstreamClient {
       // Consumers read bodies with pipeline/for-await, which surface errors; this only keeps an
       // abandoned body's late error from crashing the process.
       data.body.on('error', () => undefined);
-      return { status: data.statusCode, headers: data.headers, body: data.body };
+      return { res: { status: data.statusCode, headers: data.headers, body: data.body }, origin: url.origin };
     }
   }
 }
