@@ -102,7 +102,12 @@ export class ManifestCache {
     return this.coalesced(query, `revalidate:${query.reference}`, () => this.revalidate(query, record));
   }
 
-  /** HEADs the tag upstream; the cached manifest stays if the digest did not move. */
+  /**
+   * HEADs the tag upstream; the cached manifest stays if the digest did not move. A tag that moved
+   * is followed with a GET by digest — for a GET; a HEAD is answered from upstream's HEAD, since
+   * Docker Hub counts GETs against its limit — and when that GET fails as an outage would (429,
+   * 5xx, unreachable), the cached manifest is served stale.
+   */
   private async revalidate(query: ManifestQuery, record: TagRecord): Promise<ManifestAnswer> {
     let res: UpstreamResponse;
     try {
@@ -113,8 +118,12 @@ export class ManifestCache {
     }
     if (res.status !== 200) return this.staleOr(query, record, errorForStatus(res, query.upstream, 'MANIFEST_UNKNOWN'));
     const digest = parseDigest(String(res.headers['docker-content-digest'] ?? ''));
-    if (!digest) return this.fetch(query, undefined);
-    if (digest !== record.digest) return this.fetch(query, digest, { tag: query.reference });
+    const orStale = (err: unknown): Promise<ManifestAnswer> => this.staleOr(query, record, err);
+    if (!digest) return this.fetch(query, undefined).catch(orStale);
+    if (digest !== record.digest) {
+      if (query.method === 'HEAD') return this.fromHead(query, res, digest).catch(orStale);
+      return this.fetch(query, digest, { tag: query.reference }).catch(orStale);
+    }
     await this.options.metadata.putTag(query.upstream, query.repository, query.reference, { ...record, checkedAt: this.now() });
     const local = await this.fromRecord(query, record);
     if (local) return { ...local, outcome: 'revalidated' };
@@ -132,7 +141,8 @@ export class ManifestCache {
 
   /**
    * Gets a manifest from upstream by `digest`, or by the query's tag when no digest is given, verifies
-   * it and stores it. A HEAD query asks upstream only for a HEAD when it names the digest.
+   * it and stores it. A HEAD by tag asks upstream only for a HEAD; a HEAD by digest gets the
+   * document, which then verifies and stays cached.
    */
   private async fetch(query: ManifestQuery, digest: Digest | undefined, opts: { tag?: string } = {}): Promise<ManifestAnswer> {
     const tag = digest === undefined ? query.reference : opts.tag;
@@ -238,7 +248,8 @@ export class ManifestCache {
   private async coalesced(query: ManifestQuery, key: string, fn: () => Promise<ManifestAnswer>): Promise<ManifestAnswer> {
     const flightKey = `${query.upstream}/${query.repository}|${key}|${query.method}|${query.accept.join(',')}`;
     const { value, joined } = await this.flights.do(flightKey, fn);
-    return joined ? { ...value, outcome: 'coalesced' } : value;
+    // A stale answer stays marked stale for everyone who shares it.
+    return joined && value.outcome !== 'stale' ? { ...value, outcome: 'coalesced' } : value;
   }
 }
 

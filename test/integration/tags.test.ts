@@ -3,13 +3,30 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isBlobGet, seedImage, skopeoCopyToDir, startCountingRelay, startRegistry, type Registry, type Relay, type SeededImage } from '../support/index.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isBlobGet, seedImage, skopeoCopyToDir, startCountingRelay, startRegistry, startRelay, type Registry, type Relay, type SeededImage } from '../support/index.js';
 import { startTestMirror, type TestMirror } from '../harness/mirror.js';
 import { ACCEPT_ALL, errorCodes, send } from '../harness/http.js';
 
 let registry: Registry;
 let relay: Relay;
+/** In front of the same registry: answers by `fault` — 503 for everything, or 429 for manifest GETs by digest (as Docker Hub's limit does). */
+let faulty: Relay;
+let fault: 'down' | 'get-by-digest-429' | null = null;
 let image: SeededImage;
+
+function misbehave(req: IncomingMessage, res: ServerResponse): boolean {
+  const path = req.url ?? '';
+  if (fault === 'down' && path !== '/v2/') {
+    res.writeHead(503).end();
+    return true;
+  }
+  if (fault === 'get-by-digest-429' && req.method === 'GET' && /\/manifests\/sha256:/.test(path)) {
+    res.writeHead(429, { 'content-type': 'application/json' }).end('{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limit"}]}');
+    return true;
+  }
+  return false;
+}
 const mirrors: TestMirror[] = [];
 
 async function mirrorWith(tagTTL: string, dataDir?: string): Promise<TestMirror> {
@@ -25,11 +42,13 @@ beforeAll(async () => {
   registry = await startRegistry({ delete: true });
   image = await seedImage(registry, { repo: 'library/nginx', tag: '1.0', layerSizes: [200_000] });
   relay = await startCountingRelay(registry.url);
+  faulty = await startRelay(registry.url, { answer: misbehave });
 });
 
 afterAll(async () => {
   await Promise.all(mirrors.map((m) => m.close()));
   await relay?.stop();
+  await faulty?.stop();
   await registry?.stop();
 });
 
@@ -71,6 +90,42 @@ describe('tags and manifests', () => {
     await new Promise((r) => setTimeout(r, 250));
     const after = await send(manifestUrl(m, 'moving'), { headers: { accept: ACCEPT_ALL } });
     expect([after.headers.get('docker-content-digest'), after.headers.get('x-regmirror-cache')]).toEqual([next.manifestDigest, 'miss']);
+  });
+
+  it('answers a HEAD for a tag that moved from upstream\'s HEAD, with no GET', async () => {
+    const m = await mirrorWith('200ms');
+    await seedImage(registry, { repo: 'library/nginx', tag: 'head-moves', layerSizes: [1_000] });
+    expect((await send(manifestUrl(m, 'head-moves'), { headers: { accept: ACCEPT_ALL } })).status).toBe(200);
+    const next = await seedImage(registry, { repo: 'library/nginx', tag: 'head-moves', layerSizes: [3_000] });
+    await new Promise((r) => setTimeout(r, 250));
+    relay.reset();
+    const head = await send(manifestUrl(m, 'head-moves'), { method: 'HEAD', headers: { accept: ACCEPT_ALL } });
+    expect([head.status, head.headers.get('docker-content-digest')]).toEqual([200, next.manifestDigest]);
+    expect(manifestCalls()).toEqual(['HEAD head-moves']);
+  });
+
+  it('serves a moved tag stale when the GET of its new digest is refused (429), and marks every joined answer stale', async () => {
+    const m = await startTestMirror({ upstreams: { 'docker.io': { url: faulty.url, tagTTL: '200ms', retries: 0 } } });
+    mirrors.push(m);
+    const old = await seedImage(registry, { repo: 'library/nginx', tag: 'limited', layerSizes: [1_000] });
+    expect((await send(manifestUrl(m, 'limited'), { headers: { accept: ACCEPT_ALL } })).status).toBe(200);
+    await seedImage(registry, { repo: 'library/nginx', tag: 'limited', layerSizes: [4_000] });
+    await new Promise((r) => setTimeout(r, 250));
+    fault = 'get-by-digest-429';
+    try {
+      const limited = await send(manifestUrl(m, 'limited'), { headers: { accept: ACCEPT_ALL } });
+      expect([limited.status, limited.headers.get('x-regmirror-cache'), limited.headers.get('docker-content-digest')]).toEqual([200, 'stale', old.manifestDigest]);
+      expect(limited.headers.get('warning')).toContain('110');
+      fault = 'down';
+      await new Promise((r) => setTimeout(r, 250));
+      const all = await Promise.all(Array.from({ length: 8 }, () => send(manifestUrl(m, 'limited'), { headers: { accept: ACCEPT_ALL } })));
+      for (const res of all) {
+        expect([res.status, res.headers.get('x-regmirror-cache')]).toEqual([200, 'stale']);
+        expect(res.headers.get('warning')).toContain('110');
+      }
+    } finally {
+      fault = null;
+    }
   });
 
   it('serves cached tags and blobs, marked stale, while the upstream is down; restarts keep the cache', async () => {
