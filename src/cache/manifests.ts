@@ -77,6 +77,10 @@ export class ManifestCache {
   /** Answers a manifest request from the cache or upstream. */
   async get(query: ManifestQuery): Promise<ManifestAnswer> {
     const answer = await (query.digest ? this.byDigest(query, query.digest) : this.byTag(query));
+    // As Distribution does: a client never gets a manifest type its Accept header leaves out.
+    if (!isAcceptable(answer.mediaType, query.accept)) {
+      throw new RegistryError('MANIFEST_UNKNOWN', `manifest is a ${answer.mediaType}, which the request does not accept`);
+    }
     this.options.use?.accessed(answer.digest);
     if (!query.digest) this.options.use?.pulled(query.upstream, query.repository, query.reference);
     return answer;

@@ -2,7 +2,7 @@
 import { RegistryError, type ErrorCode } from '../oci/errors.js';
 import { discard, type UpstreamResponse } from '../upstream/client.js';
 
-/** The response body as one buffer; throws `code` if it is longer than `limit` bytes. */
+/** The response body as one buffer; throws `code` if it is longer than `limit` bytes, UPSTREAM_UNAVAILABLE if it is cut. */
 export async function readLimited(res: UpstreamResponse, limit: number, code: ErrorCode): Promise<Buffer> {
   const tooLarge = (): RegistryError => {
     discard(res);
@@ -11,10 +11,16 @@ export async function readLimited(res: UpstreamResponse, limit: number, code: Er
   if (Number(res.headers['content-length']) > limit) throw tooLarge();
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of res.body) {
-    total += (chunk as Buffer).length;
-    if (total > limit) throw tooLarge();
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of res.body) {
+      total += (chunk as Buffer).length;
+      if (total > limit) throw tooLarge();
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    if (err instanceof RegistryError) throw err;
+    // Cut or stalled mid-body: an outage like any other (stale content may be served).
+    throw new RegistryError('UPSTREAM_UNAVAILABLE', `upstream document cut short: ${(err as Error).message}`);
   }
   return Buffer.concat(chunks);
 }

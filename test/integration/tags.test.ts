@@ -128,6 +128,18 @@ describe('tags and manifests', () => {
     }
   });
 
+  it('answers MANIFEST_UNKNOWN when the cached manifest is of a type the request does not accept', async () => {
+    const m = await mirrorWith('5m');
+    const cached = await send(manifestUrl(m, image.manifestDigest), { headers: { accept: ACCEPT_ALL } });
+    expect(cached.status).toBe(200);
+    const type = cached.headers.get('content-type')!;
+    const other = ['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json'].find((t) => t !== type)!;
+    const narrow = await send(manifestUrl(m, image.manifestDigest), { headers: { accept: other } });
+    expect([narrow.status, errorCodes(narrow.body)]).toEqual([404, ['MANIFEST_UNKNOWN']]);
+    const wide = await send(manifestUrl(m, image.manifestDigest), { headers: { accept: `${other}, ${type}` } });
+    expect([wide.status, wide.headers.get('x-regmirror-cache')]).toEqual([200, 'hit']);
+  });
+
   it('serves cached tags and blobs, marked stale, while the upstream is down; restarts keep the cache', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'regmirror-restart-'));
     const m = await mirrorWith('1ms', dataDir);
