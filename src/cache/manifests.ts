@@ -197,9 +197,11 @@ export class ManifestCache {
     const { storage, metadata } = this.options;
     const { upstream, repository } = query;
     const key = blobKey(answer.digest);
-    if (!(await storage.stat(key))) {
+    // A stored copy of another size is damaged (a power cut before it reached the disk): replace it.
+    const stored = await storage.stat(key);
+    if (stored?.size !== answer.size) {
       await storage.put(key, answer.body!);
-      this.options.onStored?.(answer.size);
+      if (!stored) this.options.onStored?.(answer.size);
     }
     this.options.use?.stored(answer.digest, answer.size);
     this.documents?.set(answer.digest, answer.body!);

@@ -120,6 +120,18 @@ describe('FleetFlight', () => {
     expect(finishesAfter(undefined, now + 5_000, now)).toBe(false);
   });
 
+  it('frees the lock it took when the storage look-up fails, so other replicas need not wait', async () => {
+    const shared = locks(5_000);
+    const fleet = new FleetFlight({ locks: shared, waitLimitMs: 5_000, pollMs: 20, logger });
+    const failed = await fleet.claim('sha256:ee', async () => {
+      throw new Error('storage answered 503');
+    });
+    expect(failed).not.toBe('stored'); // it downloads without the lock
+    const next = await shared.tryAcquire('blob:sha256:ee');
+    expect(next).toBeDefined(); // free at once, not held and renewed until the process exits
+    next?.release();
+  });
+
   it('downloads alone at once when Redis is unreachable', async () => {
     const dead = new Redis('redis://127.0.0.1:1', { enableOfflineQueue: false, lazyConnect: true, retryStrategy: () => null });
     dead.on('error', () => undefined);

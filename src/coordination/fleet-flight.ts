@@ -53,7 +53,14 @@ export class FleetFlight implements DownloadCoordinator {
         const lease = await locks.tryAcquire(name);
         if (lease) {
           // The last holder may have committed it between our storage look-up and now.
-          if (!(await isStored())) return lease;
+          let stored: boolean;
+          try {
+            stored = await isStored();
+          } catch (err) {
+            lease.release(); // else it would be renewed, and other replicas kept waiting, until exit
+            throw err;
+          }
+          if (!stored) return lease;
           lease.release();
           return 'stored';
         }

@@ -41,7 +41,13 @@ export class FilesystemDriver implements StorageDriver {
       if (isMissing(err)) return undefined;
       throw err;
     }
-    const { size } = await fh.stat();
+    let size: number;
+    try {
+      ({ size } = await fh.stat());
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
     return {
       size,
       stream: (start = 0, end = size - 1): ReadStream =>

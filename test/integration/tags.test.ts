@@ -1,12 +1,13 @@
 // Tags and manifests against a real registry: TTL, HEAD revalidation, stale serving, restarts.
 import { mkdtempSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isBlobGet, seedImage, skopeoCopyToDir, startCountingRelay, startRegistry, startRelay, type Registry, type Relay, type SeededImage } from '../support/index.js';
 import { startTestMirror, type TestMirror } from '../harness/mirror.js';
-import { ACCEPT_ALL, errorCodes, send } from '../harness/http.js';
+import { ACCEPT_ALL, errorCodes, send, sha256 } from '../harness/http.js';
 
 let registry: Registry;
 let relay: Relay;
@@ -138,6 +139,20 @@ describe('tags and manifests', () => {
     expect([narrow.status, errorCodes(narrow.body)]).toEqual([404, ['MANIFEST_UNKNOWN']]);
     const wide = await send(manifestUrl(m, image.manifestDigest), { headers: { accept: `${other}, ${type}` } });
     expect([wide.status, wide.headers.get('x-regmirror-cache')]).toEqual([200, 'hit']);
+  });
+
+  it('replaces a damaged stored manifest with the verified copy it fetches again', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'regmirror-damaged-'));
+    const first = await mirrorWith('5m', dataDir);
+    expect((await send(manifestUrl(first, image.manifestDigest), { headers: { accept: ACCEPT_ALL } })).status).toBe(200);
+    await first.close();
+    const hex = image.manifestDigest.slice('sha256:'.length);
+    const file = join(dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex);
+    await writeFile(file, ''); // as a power cut before the write reached the disk can leave it
+    const second = await mirrorWith('5m', dataDir);
+    const again = await send(manifestUrl(second, image.manifestDigest), { headers: { accept: ACCEPT_ALL } });
+    expect([again.status, again.headers.get('x-regmirror-cache')]).toEqual([200, 'miss']);
+    expect(sha256(await readFile(file))).toBe(image.manifestDigest);
   });
 
   it('serves cached tags and blobs, marked stale, while the upstream is down; restarts keep the cache', async () => {
