@@ -2,11 +2,14 @@
  * Optional client authentication from an htpasswd file (bcrypt), answered with the registry's
  * `WWW-Authenticate: Basic` challenge so `docker login`, skopeo `--creds`, containerd and podman
  * credentials work. The file is re-read when it changes; verified passwords are remembered briefly,
- * so bcrypt's cost is paid once per client and password, not once per request.
+ * so bcrypt's cost is paid once per client and password, not once per request. Wrong passwords are
+ * remembered briefly too, at most COMPARE_CONCURRENCY checks run at once (bcrypt runs on libuv's
+ * pool, which file reads and writes share), and an unknown user costs a check like a known one, so
+ * timing does not tell which users exist.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { compare } from '@node-rs/bcrypt';
+import { compare, hashSync } from '@node-rs/bcrypt';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 
@@ -14,16 +17,24 @@ import type { Logger } from 'pino';
 const VERIFIED_TTL_MS = 5 * 60_000;
 /** How often the htpasswd file is checked for changes. */
 const WATCH_INTERVAL_MS = 2_000;
+/** How long a wrong password is remembered (clients retry with the same one). */
+const REJECTED_TTL_MS = 10_000;
+/** bcrypt checks at once: leaves libuv's pool (4 threads by default) room for file I/O. */
+const COMPARE_CONCURRENCY = 2;
 
 /** Users and bcrypt hashes read from an htpasswd file. */
 export class HtpasswdAuth {
   private users = new Map<string, string>();
+  /** Checked against for unknown users: a hash of the file's cost, of no one's password. */
+  private decoy = '';
   private readonly verified = new LRUCache<string, string>({ max: 10_000, ttl: VERIFIED_TTL_MS });
+  private readonly rejected = new LRUCache<string, true>({ max: 10_000, ttl: REJECTED_TTL_MS });
+  private readonly comparing = new Limiter(COMPARE_CONCURRENCY);
   readonly challenge: string;
 
   constructor(private readonly path: string, realm: string, private readonly logger: Logger) {
     this.challenge = `Basic realm="${realm.replace(/"/g, '')}"`;
-    this.users = parseHtpasswd(readFileSync(path, 'utf8'), logger);
+    this.load(readFileSync(path, 'utf8'));
     watchFile(path, { interval: WATCH_INTERVAL_MS, persistent: false }, () => this.reload());
   }
 
@@ -35,13 +46,24 @@ export class HtpasswdAuth {
     const colon = decoded.indexOf(':');
     if (colon <= 0) return undefined;
     const user = decoded.slice(0, colon);
-    const hash = this.users.get(user);
-    if (!hash) return undefined;
+    const known = this.users.get(user);
+    const hash = known ?? this.decoy;
     const key = createHash('sha256').update(`${hash}\0${decoded}`).digest('hex');
-    if (this.verified.get(key) === user) return user;
-    if (!(await compare(decoded.slice(colon + 1), hash))) return undefined;
+    if (known && this.verified.get(key) === user) return user;
+    if (this.rejected.has(key)) return undefined;
+    const matches = await this.comparing.run(() => compare(decoded.slice(colon + 1), hash));
+    if (!known || !matches) {
+      this.rejected.set(key, true);
+      return undefined;
+    }
     this.verified.set(key, user);
     return user;
+  }
+
+  private load(text: string): void {
+    this.users = parseHtpasswd(text, this.logger);
+    const cost = /^\$2[aby]\$(\d\d)\$/.exec(this.users.values().next().value ?? '')?.[1];
+    this.decoy = hashSync(randomBytes(16).toString('hex'), cost ? Number(cost) : 10);
   }
 
   /** Stops watching the file. */
@@ -51,11 +73,32 @@ export class HtpasswdAuth {
 
   private reload(): void {
     try {
-      this.users = parseHtpasswd(readFileSync(this.path, 'utf8'), this.logger);
+      this.load(readFileSync(this.path, 'utf8'));
       this.verified.clear();
+      this.rejected.clear();
       this.logger.info({ users: this.users.size }, 'htpasswd file reloaded');
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'htpasswd file not reloaded; keeping the previous users');
+    }
+  }
+}
+
+/** Runs at most `limit` tasks at once; the others wait in order. */
+class Limiter {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.running < this.limit) this.running++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve)); // a finishing task hands its slot over
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
     }
   }
 }
