@@ -128,7 +128,9 @@ export class ManifestCache {
       if (query.method === 'HEAD') return this.fromHead(query, res, digest).catch(orStale);
       return this.fetch(query, digest, { tag: query.reference }).catch(orStale);
     }
-    await this.options.metadata.putTag(query.upstream, query.repository, query.reference, { ...record, checkedAt: this.now() });
+    // Unless another request recorded a newer digest meanwhile (its HEAD saw the tag move after ours).
+    const current = await this.options.metadata.getTag(query.upstream, query.repository, query.reference);
+    if (current?.digest === record.digest) await this.options.metadata.putTag(query.upstream, query.repository, query.reference, { ...record, checkedAt: this.now() });
     const local = await this.fromRecord(query, record);
     if (local) return { ...local, outcome: 'revalidated' };
     return this.fetch(query, digest, { tag: query.reference });
@@ -252,7 +254,8 @@ export class ManifestCache {
   }
 
   private async coalesced(query: ManifestQuery, key: string, fn: () => Promise<ManifestAnswer>): Promise<ManifestAnswer> {
-    const flightKey = `${query.upstream}/${query.repository}|${key}|${query.method}|${query.accept.join(',')}`;
+    // The same Accept types in another order are the same request.
+    const flightKey = `${query.upstream}/${query.repository}|${key}|${query.method}|${[...query.accept].sort().join(',')}`;
     const { value, joined } = await this.flights.do(flightKey, fn);
     // A stale answer stays marked stale for everyone who shares it.
     return joined && value.outcome !== 'stale' ? { ...value, outcome: 'coalesced' } : value;

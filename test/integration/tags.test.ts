@@ -129,6 +129,16 @@ describe('tags and manifests', () => {
     }
   });
 
+  it('shares one upstream GET between requests that list the same Accept types in another order', async () => {
+    const m = await mirrorWith('5m');
+    await seedImage(registry, { repo: 'library/nginx', tag: 'order', layerSizes: [1_000] });
+    relay.reset();
+    const types = ACCEPT_ALL.split(', ');
+    const answers = await Promise.all([types, [...types].reverse()].map((t) => send(manifestUrl(m, 'order'), { headers: { accept: t.join(', ') } })));
+    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    expect(manifestCalls()).toEqual(['GET order']);
+  });
+
   it('answers MANIFEST_UNKNOWN when the cached manifest is of a type the request does not accept', async () => {
     const m = await mirrorWith('5m');
     const cached = await send(manifestUrl(m, image.manifestDigest), { headers: { accept: ACCEPT_ALL } });
