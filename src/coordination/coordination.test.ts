@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisServer } from '../../test/scale-out/redis.js';
 import { MetadataStore, type TagRecord } from '../metadata/records.js';
 import type { FlushedNotes } from '../lifecycle/access-index.js';
+import { settled } from '../lifecycle/fleet.js';
 import type { Digest } from '../oci/digest.js';
 import { FilesystemDriver } from '../storage/filesystem.js';
 import { FleetAccess } from './fleet-access.js';
@@ -237,6 +238,20 @@ describe('FleetAccess', () => {
     expect(await b.sync()).toMatchObject({ usage: { bytes: 10, objects: 1 }, resync: false });
     await a.seed((async function* () {})()); // as after a restart of Redis: a new generation
     expect((await b.sync()).resync).toBe(true);
+  });
+
+  it('tells how long ago the record was filled: settled for eviction only one grace period later', async () => {
+    const [a, b] = fleet(2) as [FleetAccess, FleetAccess];
+    expect((await b.sync()).filledMsAgo).toBeUndefined();
+    await a.seed((async function* () {
+      yield [{ digest: 'sha256:aa' as never, size: 10, accessedAt: 1 }];
+    })());
+    const fresh = await b.sync();
+    expect(fresh.filledMsAgo).toBeGreaterThanOrEqual(0);
+    expect(fresh.filledMsAgo).toBeLessThan(5_000);
+    expect(settled(fresh, 60_000)).toBe(false); // b's accesses from before the filling may be missing
+    await sleep(250);
+    expect(settled(await b.sync(), 200)).toBe(true);
   });
 
   it('elects one evictor, and another once its lease expires', async () => {

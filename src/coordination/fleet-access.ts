@@ -7,9 +7,10 @@
  *   which every replica drops the rows of its local index;
  * - `deleting`: set of digests forgotten by the evictor and not yet deleted from storage: counted
  *   again by the next evictor if the last one died in between;
- * - `complete`: a generation id, set once the record holds everything in storage (seeded by the
- *   evictor: a serving replica, or `regmirror gc` holding the evictor lease). While it is missing
- *   (new fleet, Redis restarted empty) nobody evicts.
+ * - `complete`: a generation id and the Redis time (ms) it was set, once the record holds everything
+ *   in storage (seeded by the evictor: a serving replica, or `regmirror gc` holding the evictor
+ *   lease). While it is missing (new fleet, Redis restarted empty) nobody evicts; for one grace
+ *   period after it is set, neither (the other replicas' accesses are still arriving).
  * Accesses of content the record does not hold are dropped (`ZADD XX`): a stored note carries the
  * time its client asked, so content never enters the record without a size.
  */
@@ -145,7 +146,10 @@ export class FleetAccess implements FleetRecord {
     const resync = away || (generation !== '' && this.generation !== undefined && generation !== this.generation);
     if (generation !== '') this.generation = generation;
     this.cursor = now;
-    return { usage: generation === '' ? undefined : { bytes: Number(bytes), objects: Number(objects) }, evicted, resync };
+    // Records filled before the fill time was kept have none: long settled.
+    const filledAt = Number(generation.split(' ')[1]);
+    const filledMsAgo = Number.isFinite(filledAt) ? Number(now) / 1000 - filledAt : undefined;
+    return { usage: generation === '' ? undefined : { bytes: Number(bytes), objects: Number(objects) }, evicted, resync, filledMsAgo };
   }
 
   async lead(): Promise<boolean> {
@@ -163,7 +167,8 @@ export class FleetAccess implements FleetRecord {
       // One script call per page (seedFromIndex pages by 1,000 rows).
       await this.send(new Map(rows.map((r) => [r.digest, { size: r.size, accessedAt: r.accessedAt }])), new Map(), '');
     }
-    await this.redis.set(this.keys.complete, randomUUID());
+    const [seconds, micros] = await this.redis.time();
+    await this.redis.set(this.keys.complete, `${randomUUID()} ${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}`);
   }
 
   async usage(): Promise<{ bytes: number }> {

@@ -17,6 +17,17 @@ export interface FleetState {
   evicted: string[];
   /** This replica may have missed evictions (Redis lost its data, or it was away too long): reconcile with storage. */
   resync: boolean;
+  /**
+   * How long ago the record was last filled from storage (Redis time, ms). A filled record knows
+   * only the filling replica's access times; the others' recent accesses arrive with their next
+   * syncs, so nothing is evicted until one grace period has passed (`settled`).
+   */
+  filledMsAgo: number | undefined;
+}
+
+/** True once a complete record has had one grace period for every replica's accesses to arrive. */
+export function settled(state: FleetState, graceMs: number): boolean {
+  return state.usage !== undefined && (state.filledMsAgo === undefined || state.filledMsAgo >= graceMs);
 }
 
 /** The fleet-wide access record; as a `Ranking`, it orders all content by fleet-wide last access. */

@@ -18,7 +18,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
 import type { AccessIndex } from './access-index.js';
 import { evict, hasLimits, type EvictionPass, type EvictionPolicy, type RankedRow, type Victim } from './eviction.js';
-import { recoverFromStorage, seedFromIndex } from './fleet.js';
+import { recoverFromStorage, seedFromIndex, settled, type FleetState } from './fleet.js';
 import type { FleetEviction } from './lifecycle.js';
 import { reconcile } from './reconcile.js';
 
@@ -106,17 +106,22 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
 /** Evicts by the fleet's record, as its evictor for this run; or says why not. A dry run only ranks. */
 async function evictByFleet(fleet: GcFleet, index: AccessIndex, storage: StorageDriver, pass: EvictionPass): Promise<{ victims: Victim[]; limitsLeft?: string }> {
   const { record } = fleet;
-  let complete: boolean;
+  let state: FleetState;
   try {
-    complete = (await record.sync()).usage !== undefined;
+    state = await record.sync();
     if (!pass.dryRun && !(await record.lead())) return { victims: [], limitsLeft: 'another replica is the fleet\'s evictor and applies them' };
   } catch (err) {
     return { victims: [], limitsLeft: `the fleet access record is unreachable (redis: ${(err as Error).message})` };
   }
+  const waitForAccesses = 'the fleet access record was just filled from storage: the limits apply once every replica\'s accesses are in, one grace period later';
   try {
-    if (!complete && pass.dryRun) return { victims: [], limitsLeft: 'the fleet access record is incomplete (new, or redis lost its data); gc without --dry-run fills it' };
-    // The index was just reconciled with storage: it knows every piece of content, as seeding needs.
-    if (!complete) await seedFromIndex(record, index);
+    if (state.usage === undefined && pass.dryRun) return { victims: [], limitsLeft: 'the fleet access record is incomplete (new, or redis lost its data); gc without --dry-run fills it' };
+    if (state.usage === undefined) {
+      // The index was just reconciled with storage: it knows every piece of content, as seeding needs.
+      await seedFromIndex(record, index);
+      return { victims: [], limitsLeft: waitForAccesses };
+    }
+    if (!settled(state, fleet.graceMs)) return { victims: [], limitsLeft: waitForAccesses };
     if (!pass.dryRun) await recoverFromStorage(record, storage);
     const victims = await evict(record, storage, pass);
     if (!pass.dryRun) index.drop(victims.map((v) => v.digest));

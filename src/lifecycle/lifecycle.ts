@@ -16,7 +16,7 @@ import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { AccessIndex } from './access-index.js';
 import { evict, hasLimits, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
-import { recoverFromStorage, seedFromIndex, type FleetRecord, type FleetState } from './fleet.js';
+import { recoverFromStorage, seedFromIndex, settled, type FleetRecord, type FleetState } from './fleet.js';
 import { reconcile } from './reconcile.js';
 import { liveServer, markServing, type ServerMark } from './server-mark.js';
 
@@ -206,8 +206,8 @@ export class CacheLifecycle {
     if (state.evicted.length > 0) this.index.drop(state.evicted);
     if (state.resync) this.reconcileLater('may have missed evictions by another replica');
     fleet.onLeading?.(leading);
-    // An incomplete record (no usage) is filled by the pass; then the next tick judges by complete totals.
-    if (leading) this.evictIfDue(state.usage?.bytes);
+    // An incomplete record (no usage) is filled by the pass; the ticks one grace period after judge by complete totals.
+    if (leading && (state.usage === undefined || settled(state, fleet.graceMs))) this.evictIfDue(state.usage?.bytes);
   }
 
   /** Corrects the index against storage in the background (once at a time). */
@@ -229,6 +229,7 @@ export class CacheLifecycle {
       await this.seed(fleet.record);
       return [];
     }
+    if (fleet && this.fleetState && !settled(this.fleetState, fleet.graceMs)) return [];
     if (fleet) await this.recover(fleet.record);
     const victims = fleet
       ? await evict(fleet.record, storage, { policy, now, keep, spareAfter: now - fleet.graceMs })
