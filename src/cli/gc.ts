@@ -35,6 +35,7 @@ export function registerGc(program: Command): void {
           index,
           policy: { maxSize, lowWater, maxAge },
           serverRunning: server !== undefined,
+          sharedStorage: config.storage.driver === 's3',
           graceMs,
           dryRun: opts.dryRun ?? false,
           fleet: coordination && { record: coordination.access, graceMs: fleetGraceMs(config) },

@@ -14,6 +14,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Digest } from '../oci/digest.js';
 import type { ContentUse } from '../cache/blobs.js';
+import type { RankedRow } from './eviction.js';
 
 /** How long, and how many, accesses of content not stored yet are remembered (downloads take a while). */
 const UNMATCHED_MS = 15 * 60_000;
@@ -249,6 +250,11 @@ export class AccessIndex implements ContentUse {
    */
   removeUnchanged(rows: readonly ContentRow[]): ContentRow[] {
     return this.db.transaction(() => rows.filter((r) => this.statements.remove.run(r.digest, r.accessedAt).changes === 1))();
+  }
+
+  /** Counts again rows removed for eviction whose content stayed in storage (its delete failed). */
+  restore(rows: readonly RankedRow[]): void {
+    this.db.transaction(() => rows.forEach((r) => this.statements.found.run(r.digest, r.size, r.accessedAt, r.accessedAt)))();
   }
 
   /** Adds content found in storage that the index did not know, as accessed at `at`. Returns how many were new. */

@@ -38,6 +38,8 @@ export interface Ranking {
   removeUnchanged(rows: readonly RankedRow[]): RankedRow[] | Promise<RankedRow[]>;
   /** The content of rows forgotten is now deleted from storage. */
   deleted?(rows: readonly RankedRow[]): Promise<void>;
+  /** Counts again rows forgotten whose content could not be deleted (without it, no pass would see them again). */
+  restore?(rows: readonly RankedRow[]): void | Promise<void>;
 }
 
 /** A piece of content chosen for eviction. */
@@ -104,13 +106,22 @@ export async function* pages(ranking: Pick<Ranking, 'oldest'>, size = PAGE): Asy
   }
 }
 
-/** Deletes content: its row first (only if not accessed meanwhile), then the object. */
+/**
+ * Deletes content: its row first (only if not accessed meanwhile), then the object. Objects that
+ * cannot be deleted are counted again, and the pass fails with why.
+ */
 async function remove(ranking: Ranking, storage: StorageDriver, chosen: Victim[], keep: EvictionPass['keep']): Promise<Victim[]> {
   // Checked again right before: a request may have started reading one while the page was chosen.
   const still = chosen.filter((v) => !keep?.(v));
   const removed = new Set((await ranking.removeUnchanged(still)).map((r) => r.digest));
   const gone = still.filter((v) => removed.has(v.digest));
-  await Promise.all(gone.map((v) => storage.delete(blobKey(v.digest))));
-  await ranking.deleted?.(gone);
-  return gone;
+  const outcomes = await Promise.allSettled(gone.map((v) => storage.delete(blobKey(v.digest))));
+  const failures = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ victim: gone[i]!, reason: o.reason as Error }] : []));
+  const deleted = gone.filter((_, i) => outcomes[i]!.status === 'fulfilled');
+  await ranking.deleted?.(deleted);
+  if (failures.length > 0) {
+    await ranking.restore?.(failures.map((f) => f.victim));
+    throw new Error(`${failures.length} of ${gone.length} objects chosen for eviction could not be deleted (counted again): ${failures[0]!.reason.message}`, { cause: failures[0]!.reason });
+  }
+  return deleted;
 }

@@ -5,7 +5,9 @@
  * Safe while a mirror serves the folder: then files and content touched within the grace period
  * are spared (they may be a download under way, or content whose link is about to be written), and
  * every index row is removed only if nobody accessed it meanwhile. When no mirror is alive (the
- * mark in `_index/` names a dead process, or none), nothing needs sparing.
+ * mark in `_index/` names a dead process, or none), nothing needs sparing — unless the storage is
+ * shared (a bucket): another replica may be committing content whose link it has yet to write, so
+ * content is spared by the same grace there (by when this index first saw it) whatever runs here.
  *
  * On a fleet (replicas sharing a bucket through Redis) the size and age limits are judged by the
  * fleet-wide access record, as the fleet's evictor judges them: one replica's index does not know
@@ -58,6 +60,8 @@ export interface GcOptions {
   policy: EvictionPolicy;
   /** A mirror is serving the folder now: spare what it touched within `graceMs`. */
   serverRunning: boolean;
+  /** Other processes write the same storage (a bucket): spare content seen within `graceMs` anyway. */
+  sharedStorage?: boolean | undefined;
   graceMs: number;
   dryRun: boolean;
   /** Judge the limits by the fleet's use (see the module comment). */
@@ -68,7 +72,8 @@ export interface GcOptions {
 /** Runs gc; see the module comment. */
 export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const now = (options.now ?? Date.now)();
-  const recent = (at: number): boolean => options.serverRunning && at > now - options.graceMs;
+  const within = (at: number): boolean => at > now - options.graceMs;
+  const recent = (at: number): boolean => options.serverRunning && within(at);
   const removals: Removal[] = [];
 
   for (const dir of [options.spoolDir ?? join(options.dataDir, '_spool'), join(options.dataDir, '_staging')]) {
@@ -84,7 +89,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const linked = await linkedDigests(storage);
   const orphans = [...present].filter((digest) => !linked.has(digest)).flatMap((digest) => {
     const row = index.get(digest);
-    return row && !recent(row.accessedAt) ? [row] : [];
+    return row && !recent(row.accessedAt) && !(options.sharedStorage && within(row.accessedAt)) ? [row] : [];
   });
   const removedOrphans = options.dryRun ? orphans : index.removeUnchanged(orphans);
   if (!options.dryRun) await Promise.all(removedOrphans.map((row) => storage.delete(blobKey(row.digest))));

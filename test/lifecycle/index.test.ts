@@ -146,6 +146,25 @@ describe('eviction', () => {
     index.close();
   });
 
+  it('counts again what it could not delete, and says why', async () => {
+    const { storage, index, clock } = await setup();
+    const a = await put(storage, index, 'a', 100);
+    clock.t += 10;
+    const b = await put(storage, index, 'b', 100);
+    index.flush();
+    // A store whose delete of `a` fails, as a busy or read-only file or an S3 SlowDown would.
+    const failing = Object.assign(Object.create(storage) as FilesystemDriver, {
+      delete: async (key: string) => (key === blobKey(a) ? Promise.reject(new Error('EACCES: permission denied')) : storage.delete(key)),
+    });
+    await expect(evict(index, failing, { policy: { maxSize: 50, lowWater: 0.5 }, now: clock.t })).rejects.toThrow(/1 of 2 objects .* could not be deleted \(counted again\): EACCES/);
+    expect(await storage.stat(blobKey(a))).toBeDefined();
+    expect(await storage.stat(blobKey(b))).toBeUndefined();
+    expect(index.get(a)).toMatchObject({ size: 100 }); // still counted, so a later pass evicts it
+    expect(index.usage()).toEqual({ bytes: 100, objects: 1 });
+    expect((await evict(index, storage, { policy: { maxSize: 50, lowWater: 0.5 }, now: clock.t })).map((v) => v.digest)).toEqual([a]);
+    index.close();
+  });
+
   it('keeps its notes and totals right while another process (gc) removes rows', async () => {
     const { dir, storage, index, clock } = await setup();
     const a = await put(storage, index, 'a', 10);
@@ -205,6 +224,20 @@ describe('gc', () => {
     expect(later.removals.map((r) => r.kind)).toEqual(['leftover']);
     const muchLater = await collectGarbage({ ...options, now: () => s.clock.t + 3_600_000 });
     expect(muchLater.removals.map((r) => [r.kind, r.what])).toEqual([['leftover', join(s.dir, '_staging', 'dead-put')], ['orphan', s.orphan]]);
+    s.index.close();
+  });
+});
+
+describe('gc on shared storage', () => {
+  it('spares content seen within the grace period even when no mirror runs here: another replica may be about to link it', async () => {
+    const s = await setup();
+    s.clock.t = Date.now();
+    const orphan = await put(s.storage, s.index, 'y', 30); // as just committed by another replica, its link not written yet
+    s.index.flush();
+    const options = { dataDir: s.dir, storage: s.storage, index: s.index, policy: { lowWater: 0.9 }, serverRunning: false, sharedStorage: true, graceMs: 600_000, dryRun: false };
+    expect((await collectGarbage({ ...options, now: () => s.clock.t })).removals).toEqual([]);
+    const later = await collectGarbage({ ...options, now: () => s.clock.t + 3_600_000 });
+    expect(later.removals.map((r) => [r.kind, r.what])).toEqual([['orphan', orphan]]);
     s.index.close();
   });
 });
