@@ -186,8 +186,9 @@ export class ManifestCache {
   /** A cold HEAD by tag: answered from upstream's HEAD, and the tag recorded (no GET, no pull counted). */
   private async fromHead(query: ManifestQuery, res: UpstreamResponse, digest: Digest | undefined): Promise<ManifestAnswer> {
     const size = Number(res.headers['content-length']);
-    const mediaType = headerString(res.headers['content-type']);
-    if (!digest || !Number.isFinite(size) || !mediaType) return this.fetch({ ...query, method: 'GET' }, undefined);
+    const mediaType = headerString(res.headers['content-type'])?.split(';')[0]!.trim();
+    // Without a usable digest, size and type, the document itself has to tell.
+    if (!digest || !Number.isInteger(size) || size <= 0 || !mediaType) return this.fetch({ ...query, method: 'GET' }, undefined);
     const answer: ManifestAnswer = { digest, mediaType, size, outcome: 'miss' };
     if (this.recordsTags(query)) {
       await this.options.metadata.putTag(query.upstream, query.repository, query.reference, { digest, mediaType, size, checkedAt: this.now() });

@@ -23,6 +23,8 @@ export function errorForStatus(res: UpstreamResponse, upstream: string, notFound
     return new RegistryError('TOOMANYREQUESTS', `${upstream} is rate limiting this mirror`, undefined, headers);
   }
   if (status === 416) return new RegistryError('RANGE_INVALID', 'range not satisfiable');
+  // Any other 4xx is upstream refusing this request, which cached content must not paper over.
+  if (status >= 400 && status < 500) return new RegistryError('UPSTREAM_REFUSED', `${upstream} refused the request (${status})`, { upstreamStatus: status });
   return new RegistryError('UPSTREAM_UNAVAILABLE', `${upstream} answered ${status}`, { upstreamStatus: status });
 }
 

@@ -23,6 +23,8 @@ export const ERROR_STATUS = {
   RANGE_INVALID: 416,
   PAGINATION_NUMBER_INVALID: 400,
   UPSTREAM_UNAVAILABLE: 502,
+  /** Upstream answered with a client error other than 401/403/404/416/429: a refusal, not an outage. */
+  UPSTREAM_REFUSED: 502,
   UPSTREAM_TIMEOUT: 504,
   UNKNOWN: 500,
 } as const;

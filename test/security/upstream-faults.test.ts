@@ -13,7 +13,7 @@ let registry: Registry;
 let image: SeededImage;
 let faulty: FaultyUpstream;
 let misbehaving: Relay;
-let mode: 'garbage-manifest' | 'redirect-loop' | 'error-500' | null = null;
+let mode: 'garbage-manifest' | 'redirect-loop' | 'error-500' | 'gone-410' | null = null;
 let mirror: TestMirror;
 const layer = (): { digest: string; size: number } => image.blobs.reduce((a, b) => (b.size > a.size ? b : a));
 
@@ -26,6 +26,10 @@ function misbehave(req: IncomingMessage, res: ServerResponse): boolean {
   }
   if (mode === 'redirect-loop' && path.includes('/blobs/')) {
     res.writeHead(302, { location: path }).end();
+    return true;
+  }
+  if (mode === 'gone-410' && path.includes('/manifests/')) {
+    res.writeHead(410).end();
     return true;
   }
   if (mode === 'error-500' && path.startsWith('/v2/') && path !== '/v2/') {
@@ -89,6 +93,13 @@ describe('upstream faults', () => {
     mode = 'error-500';
     const res = await send(`${mirror.url}/v2/team/other/manifests/v1?ns=ghcr.io`, { headers: { accept: ACCEPT_ALL } });
     expect([res.status, errorCodes(res.body)]).toEqual([502, ['UPSTREAM_UNAVAILABLE']]);
+    mode = null;
+  });
+
+  it('passes another 4xx on as a refusal (UPSTREAM_REFUSED), not as an outage that stale content could cover', async () => {
+    mode = 'gone-410';
+    const res = await send(`${mirror.url}/v2/team/other/manifests/v1?ns=ghcr.io`, { headers: { accept: ACCEPT_ALL } });
+    expect([res.status, errorCodes(res.body)]).toEqual([502, ['UPSTREAM_REFUSED']]);
     mode = null;
   });
 
