@@ -101,7 +101,11 @@ export class ManifestCache {
     if (this.now() - record.checkedAt < this.options.tagTTL(query.upstream)) {
       const local = await this.fromRecord(query, record);
       if (local) return { ...local, outcome: 'hit' };
-      return this.coalesced(query, record.digest, () => this.fetch(query, record.digest));
+      return this.coalesced(query, record.digest, () => this.fetch(query, record.digest)).catch((err: unknown) => {
+        // The recorded digest is gone upstream (deleted after the tag moved on): the tag may not be.
+        if (!(err instanceof RegistryError && err.code === 'MANIFEST_UNKNOWN')) throw err;
+        return this.coalesced(query, `revalidate:${query.reference}`, () => this.revalidate(query, record));
+      });
     }
     return this.coalesced(query, `revalidate:${query.reference}`, () => this.revalidate(query, record));
   }

@@ -1,6 +1,6 @@
 // Tags and manifests against a real registry: TTL, HEAD revalidation, stale serving, restarts.
 import { mkdtempSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -149,6 +149,21 @@ describe('tags and manifests', () => {
     expect([narrow.status, errorCodes(narrow.body)]).toEqual([404, ['MANIFEST_UNKNOWN']]);
     const wide = await send(manifestUrl(m, image.manifestDigest), { headers: { accept: `${other}, ${type}` } });
     expect([wide.status, wide.headers.get('x-regmirror-cache')]).toEqual([200, 'hit']);
+  });
+
+  it('follows a tag within its TTL whose recorded digest is gone, both from the cache and upstream', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'regmirror-gone-'));
+    const first = await mirrorWith('5m', dataDir);
+    const old = await seedImage(registry, { repo: 'library/nginx', tag: 'pruned', layerSizes: [1_000] });
+    expect((await send(manifestUrl(first, 'pruned'), { headers: { accept: ACCEPT_ALL } })).status).toBe(200);
+    await first.close();
+    const next = await seedImage(registry, { repo: 'library/nginx', tag: 'pruned', layerSizes: [5_000] });
+    expect((await fetch(`${registry.url}/v2/library/nginx/manifests/${old.manifestDigest}`, { method: 'DELETE' })).status).toBe(202); // a cleanup job upstream
+    const hex = old.manifestDigest.slice('sha256:'.length);
+    await rm(join(dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex)); // evicted here
+    const second = await mirrorWith('5m', dataDir);
+    const res = await send(manifestUrl(second, 'pruned'), { headers: { accept: ACCEPT_ALL } });
+    expect([res.status, res.headers.get('docker-content-digest')]).toEqual([200, next.manifestDigest]);
   });
 
   it('replaces a damaged stored manifest with the verified copy it fetches again', async () => {
