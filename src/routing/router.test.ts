@@ -56,6 +56,12 @@ describe('Router', () => {
     expect(router.route({ path: '/v2/org/img/manifests/v1', host: 'other:5000' })).toMatchObject({ upstream: 'docker.io', routedBy: 'default' });
   });
 
+  it('keeps a dotted first component in the name on a listener or Host pinned to an upstream (Harbor projects may have dots)', () => {
+    expect(router.route({ path: '/v2/my.team/app/manifests/v1', listenerUpstream: 'myregistry.io:5000' })).toMatchObject({ upstream: 'myregistry.io:5000', routedBy: 'listener', repository: 'my.team/app' });
+    expect(router.route({ path: '/v2/my.team/app/manifests/v1', host: 'hub-mirror.local' })).toMatchObject({ upstream: 'docker.io', routedBy: 'host', repository: 'my.team/app' });
+    expect(router.route({ path: '/v2/ghcr.io/org/img/manifests/v1', listenerUpstream: 'myregistry.io:5000' })).toMatchObject({ upstream: 'ghcr.io', routedBy: 'path' }); // a configured upstream still routes
+  });
+
   it('never routes to a registry that is not configured', () => {
     expect(codeOf(() => router.route({ path: '/v2/alpine/manifests/1', ns: 'evil.example.com' }))).toBe('NAME_UNKNOWN');
     expect(codeOf(() => router.route({ path: '/v2/quay.io/org/img/manifests/1' }))).toBe('NAME_UNKNOWN');

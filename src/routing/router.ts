@@ -121,8 +121,12 @@ export class Router {
     const slash = name.indexOf('/');
     const first = slash === -1 ? '' : name.slice(0, slash);
     // With ?ns= a host-like first component is only stripped when it names that same upstream;
-    // without it, a host-like first component must be a configured upstream.
-    const hostLike = !prefixTarget && first !== '' && looksLikeRegistryHost(first);
+    // without it, a host-like first component routes when it is a configured upstream, and is part
+    // of the repository when the listener or Host pins one (a dotted project, as Harbor allows);
+    // failing both, it names an upstream not mirrored here.
+    const pinned = this.fallback(req);
+    const dottedName = !prefixTarget && first !== '' && looksLikeRegistryHost(first) && !this.lookup(first) && pinned !== undefined && pinned.routedBy !== 'default';
+    const hostLike = !prefixTarget && first !== '' && looksLikeRegistryHost(first) && !dottedName;
     let target: RouteTarget;
     let routedBy: RoutedBy;
     let repository = name;
@@ -137,21 +141,24 @@ export class Router {
       target = this.requireUpstream(first, 'path');
       routedBy = 'path';
       repository = name.slice(slash + 1);
-    } else if (req.listenerUpstream !== undefined && this.lookup(req.listenerUpstream)) {
-      target = this.lookup(req.listenerUpstream)!;
-      routedBy = 'listener';
-    } else if (req.host !== undefined && this.hostTarget(req.host)) {
-      target = this.hostTarget(req.host)!;
-      routedBy = 'host';
-    } else if (this.defaultUpstream !== undefined && this.lookup(this.defaultUpstream)) {
-      target = this.lookup(this.defaultUpstream)!;
-      routedBy = 'default';
+    } else if (pinned) {
+      ({ target, routedBy } = pinned);
     } else {
       throw new RegistryError('NAME_UNKNOWN', 'the request names no registry: use ?ns=<registry> or a /v2/<registry>/<name> path', { name });
     }
     if (target.dockerHubNames && !repository.includes('/')) repository = `library/${repository}`;
     if (!isValidRepositoryName(repository)) throw new RegistryError('NAME_INVALID', 'invalid repository name', { name: repository.slice(0, 256) });
     return { target, routedBy, repository };
+  }
+
+  /** The upstream a request names by the listener it came to, its Host, or the default; in that order. */
+  private fallback(req: IncomingRequest): { target: RouteTarget; routedBy: RoutedBy } | undefined {
+    const byListener = req.listenerUpstream !== undefined ? this.lookup(req.listenerUpstream) : undefined;
+    if (byListener) return { target: byListener, routedBy: 'listener' };
+    const byHost = req.host !== undefined ? this.hostTarget(req.host) : undefined;
+    if (byHost) return { target: byHost, routedBy: 'host' };
+    const byDefault = this.defaultUpstream !== undefined ? this.lookup(this.defaultUpstream) : undefined;
+    return byDefault ? { target: byDefault, routedBy: 'default' } : undefined;
   }
 
   private hostTarget(hostHeader: string): RouteTarget | undefined {
