@@ -321,7 +321,8 @@ export class BlobCache {
     events?.downloadEnded(upstream, download.written);
     try {
       const key = blobKey(download.digest);
-      const existed = await storage.stat(key);
+      // Only for the stored-bytes metric: a failed look-up must not abandon a verified blob (its upload goes on).
+      const existed = await storage.stat(key).catch(() => undefined);
       // Clients already have every byte (they wait only for verification); the sync happens after.
       await (upload ? upload.then(() => rm(download.path, { force: true })) : download.sync().then(() => storage.putFile(key, download.path)));
       await metadata.linkBlob(upstream, repository, download.digest);
