@@ -136,7 +136,13 @@ export class BlobCache {
     const fetched = download && fromSpool(download, 'miss');
     if (fetched) return fetched;
     const storedElsewhere = await this.openStored(upstream, repository, digest); // by another replica
-    if (!storedElsewhere) throw new RegistryError('UNKNOWN', 'download closed before it could be read');
+    if (!storedElsewhere) {
+      // It failed before this request could join it (a spool that failed is not joined).
+      await download?.done.catch((err: unknown) => {
+        throw new RegistryError('UPSTREAM_UNAVAILABLE', `download failed: ${(err as Error).message}`);
+      });
+      throw new RegistryError('UNKNOWN', 'download closed before it could be read');
+    }
     return { ...storedElsewhere, outcome: 'coalesced' };
   }
 
