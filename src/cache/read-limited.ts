@@ -1,5 +1,6 @@
 /** Reads small upstream documents (manifests, lists) whole, with a size limit. */
 import { RegistryError, type ErrorCode } from '../oci/errors.js';
+import { readUpTo } from '../upstream/body.js';
 import { discard, type UpstreamResponse } from '../upstream/client.js';
 
 /** The response body as one buffer; throws `code` if it is longer than `limit` bytes, UPSTREAM_UNAVAILABLE if it is cut. */
@@ -9,18 +10,13 @@ export async function readLimited(res: UpstreamResponse, limit: number, code: Er
     return new RegistryError(code, `upstream document is larger than ${limit} bytes`);
   };
   if (Number(res.headers['content-length']) > limit) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let total = 0;
+  let body: Buffer | undefined;
   try {
-    for await (const chunk of res.body) {
-      total += (chunk as Buffer).length;
-      if (total > limit) throw tooLarge();
-      chunks.push(chunk as Buffer);
-    }
+    body = await readUpTo(res.body, limit);
   } catch (err) {
-    if (err instanceof RegistryError) throw err;
     // Cut or stalled mid-body: an outage like any other (stale content may be served).
     throw new RegistryError('UPSTREAM_UNAVAILABLE', `upstream document cut short: ${(err as Error).message}`);
   }
-  return Buffer.concat(chunks);
+  if (!body) throw tooLarge();
+  return body;
 }

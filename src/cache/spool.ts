@@ -76,14 +76,7 @@ export class SpoolDownload {
   /** Creates the spool file and starts copying `body` into it. */
   static async start(digest: Digest, expectedSize: number | undefined, path: string, body: AsyncIterable<Buffer>): Promise<SpoolDownload> {
     const fh = await open(path, 'w+');
-    let download: SpoolDownload;
-    try {
-      download = new SpoolDownload(digest, expectedSize, path, fh);
-    } catch (err) {
-      await fh.close();
-      await unlink(path).catch(() => undefined);
-      throw err;
-    }
+    const download = new SpoolDownload(digest, expectedSize, path, fh);
     void download.pump(body);
     return download;
   }

@@ -206,8 +206,8 @@ export class CacheLifecycle {
     if (state.evicted.length > 0) this.index.drop(state.evicted);
     if (state.resync) this.reconcileLater('may have missed evictions by another replica');
     fleet.onLeading?.(leading);
-    // An incomplete record (no usage) is filled by the pass; the ticks one grace period after judge by complete totals.
-    if (leading && (state.usage === undefined || settled(state, fleet.graceMs))) this.evictIfDue(state.usage?.bytes);
+    // An incomplete record (no usage) is filled by the pass, which then waits one grace period (see pass).
+    if (leading) this.evictIfDue(state.usage?.bytes);
   }
 
   /** Corrects the index against storage in the background (once at a time). */
@@ -229,6 +229,7 @@ export class CacheLifecycle {
       await this.seed(fleet.record);
       return [];
     }
+    // Just filled: the other replicas' recent accesses are still arriving.
     if (fleet && this.fleetState && !settled(this.fleetState, fleet.graceMs)) return [];
     if (fleet) await this.recover(fleet.record);
     const victims = fleet

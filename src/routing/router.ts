@@ -125,8 +125,8 @@ export class Router {
     // of the repository when the listener or Host pins one (a dotted project, as Harbor allows);
     // failing both, it names an upstream not mirrored here.
     const pinned = this.fallback(req);
-    const dottedName = !prefixTarget && first !== '' && looksLikeRegistryHost(first) && !this.lookup(first) && pinned !== undefined && pinned.routedBy !== 'default';
-    const hostLike = !prefixTarget && first !== '' && looksLikeRegistryHost(first) && !dottedName;
+    const pinnedHere = pinned !== undefined && pinned.routedBy !== 'default';
+    const hostLike = !prefixTarget && first !== '' && looksLikeRegistryHost(first) && (this.lookup(first) !== undefined || !pinnedHere);
     let target: RouteTarget;
     let routedBy: RoutedBy;
     let repository = name;

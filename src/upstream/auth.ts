@@ -6,6 +6,7 @@
  */
 import { request, type Dispatcher } from 'undici';
 import { basicToken, type Credentials } from '../config/credentials.js';
+import { readUpTo } from './body.js';
 import { UpstreamError } from './errors.js';
 
 /** A parsed `WWW-Authenticate` challenge. */
@@ -104,7 +105,8 @@ export class UpstreamAuth {
     } catch {
       throw new UpstreamError(this.upstream, 'auth', 'bearer challenge with an invalid realm');
     }
-    if (url.protocol !== 'https:' && (this.base.protocol === 'https:' || url.protocol !== 'http:')) {
+    const secureEnough = url.protocol === 'https:' || (url.protocol === 'http:' && this.base.protocol === 'http:');
+    if (!secureEnough) {
       throw new UpstreamError(this.upstream, 'auth', `token service at ${url.protocol}// refused: the upstream is ${this.base.protocol}//`);
     }
     if (params.service) url.searchParams.set('service', params.service);
@@ -122,7 +124,14 @@ export class UpstreamAuth {
       await res.body.dump();
       throw new UpstreamError(this.upstream, 'auth', `token service answered ${res.statusCode}`);
     }
-    const body = (await readJson(res.body, MAX_TOKEN_REPLY_BYTES)) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    // Too long, cut or not JSON: no token.
+    const reply = await readUpTo(res.body, MAX_TOKEN_REPLY_BYTES).catch(() => undefined);
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown } = {};
+    try {
+      if (reply) body = JSON.parse(reply.toString('utf8')) as typeof body;
+    } catch {
+      // not JSON
+    }
     const token = typeof body.token === 'string' ? body.token : typeof body.access_token === 'string' ? body.access_token : undefined;
     if (!token) throw new UpstreamError(this.upstream, 'protocol', 'token service answered without a token');
     const seconds = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_SECONDS;
@@ -130,24 +139,5 @@ export class UpstreamAuth {
     if (this.tokens.size >= MAX_CACHED_SCOPES) this.tokens.delete(this.tokens.keys().next().value!);
     this.tokens.set(scope, { header, expiresAt: this.now() + seconds * 1000 - EXPIRY_MARGIN_MS });
     return header;
-  }
-}
-
-/** Parses a JSON body of at most `limit` bytes; an empty object for anything else (too long, not JSON, cut). */
-async function readJson(body: Dispatcher.ResponseData['body'], limit: number): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let length = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      length += chunk.length;
-      if (length > limit) {
-        body.destroy();
-        return {};
-      }
-      chunks.push(chunk);
-    }
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
-  } catch {
-    return {};
   }
 }
