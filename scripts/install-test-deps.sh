@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   docker-registry skopeo umoci apache2-utils openssl nginx-light wrk containerd podman
+  docker.io # dockerd pulls through registry-mirrors (test/clients/dockerd.test.ts)
   ca-certificates git curl # curl: proxy tests and the bench
   chromium # the status page's browser test (playwright-core drives Debian's chromium)
   pebble # ACME test server for the TLS tests
