@@ -16,7 +16,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
 import { discard, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js';
 import { SpoolDownload, SpoolError } from './spool.js';
-import { errorForFailure, errorForStatus } from './upstream-errors.js';
+import { errorForDownload, errorForFailure, errorForStatus } from './upstream-errors.js';
 
 /** How a request was answered, as reported in headers, logs and metrics. */
 export type CacheOutcome = 'hit' | 'miss' | 'coalesced' | 'stale' | 'revalidated';
@@ -42,6 +42,8 @@ export interface BlobSource {
 interface Download {
   /** Undefined when another replica stored the blob while this one waited for it. */
   spool: Promise<SpoolDownload | undefined>;
+  /** The upstream it is fetched from. */
+  upstream: string;
   /** The upstream and repository it was fetched for. */
   origin: string;
 }
@@ -133,13 +135,13 @@ export class BlobCache {
     const joinedLater = await this.join(upstream, repository, digest);
     if (joinedLater) return joinedLater;
     const download = await this.startDownload(upstream, repository, digest);
-    const fetched = download && fromSpool(download, 'miss');
+    const fetched = download && fromSpool(download, 'miss', upstream);
     if (fetched) return fetched;
     const storedElsewhere = await this.openStored(upstream, repository, digest); // by another replica
     if (!storedElsewhere) {
       // It failed before this request could join it (a spool that failed is not joined).
       await download?.done.catch((err: unknown) => {
-        throw new RegistryError('UPSTREAM_UNAVAILABLE', `download failed: ${(err as Error).message}`);
+        throw errorForDownload(err, upstream);
       });
       throw new RegistryError('UNKNOWN', 'download closed before it could be read');
     }
@@ -152,7 +154,7 @@ export class BlobCache {
     if (!download) return undefined;
     if (download.origin !== originOf(upstream, repository)) await this.confirmUpstreamHas(upstream, repository, digest);
     const spool = await download.spool;
-    const joined = spool && fromSpool(spool, 'coalesced'); // undefined: stored or failed meanwhile, look again
+    const joined = spool && fromSpool(spool, 'coalesced', download.upstream); // undefined: stored or failed meanwhile, look again
     if (joined) this.options.events?.joined(upstream);
     return joined;
   }
@@ -256,7 +258,7 @@ export class BlobCache {
 
   private startDownload(upstream: string, repository: string, digest: Digest): Promise<SpoolDownload | undefined> {
     const started = this.claimAndFetch(upstream, repository, digest);
-    const entry: Download = { spool: started.then((s) => s?.download), origin: originOf(upstream, repository) };
+    const entry: Download = { spool: started.then((s) => s?.download), upstream, origin: originOf(upstream, repository) };
     this.downloads.set(digest, entry);
     const drop = (): void => {
       if (this.downloads.get(digest) === entry) this.downloads.delete(digest);
@@ -352,7 +354,8 @@ function originOf(upstream: string, repository: string): string {
   return `${upstream}/${repository}`;
 }
 
-function fromSpool(download: SpoolDownload, outcome: CacheOutcome): BlobSource | undefined {
+/** A source reading `download`, fetched from `upstream`, as it arrives. */
+function fromSpool(download: SpoolDownload, outcome: CacheOutcome, upstream: string): BlobSource | undefined {
   const lease = download.retain();
   if (!lease) return undefined;
   return {
@@ -363,7 +366,7 @@ function fromSpool(download: SpoolDownload, outcome: CacheOutcome): BlobSource |
     release: () => lease.release(),
     complete: async () => {
       await download.done.catch((err: unknown) => {
-        throw new RegistryError('UPSTREAM_UNAVAILABLE', `download failed: ${(err as Error).message}`);
+        throw errorForDownload(err, upstream);
       });
       return download.written;
     },

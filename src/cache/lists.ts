@@ -61,7 +61,7 @@ export class ListCache {
       const error = errorForStatus(res, query.upstream, query.notFound);
       return this.stale(key, error, error);
     }
-    const body = await readLimited(res, MAX_LIST_BYTES, 'UPSTREAM_UNAVAILABLE');
+    const body = await readLimited(res, MAX_LIST_BYTES, 'UPSTREAM_UNAVAILABLE', query.upstream);
     const contentType = String(res.headers['content-type'] ?? 'application/json');
     const link = typeof res.headers.link === 'string' ? res.headers.link : undefined;
     const stored: StoredList = { contentType, link, body: body.toString('base64') };

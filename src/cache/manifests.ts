@@ -16,7 +16,7 @@ import { discard, type UpstreamClient, type UpstreamResponse } from '../upstream
 import type { CacheOutcome, ContentUse } from './blobs.js';
 import { readLimited } from './read-limited.js';
 import { SingleFlight } from './single-flight.js';
-import { errorForFailure, errorForStatus, isUnavailable } from './upstream-errors.js';
+import { errorForFailure, errorForStatus, isUnavailable, upstreamFailure } from './upstream-errors.js';
 
 /** Largest manifest accepted from upstream (Distribution's own limit is 4 MiB). */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -145,7 +145,7 @@ export class ManifestCache {
     if (!this.options.serveStaleOnError || !isUnavailable(err)) throw error;
     const local = await this.fromRecord(query, record);
     if (!local) throw error;
-    this.options.logger.warn({ upstream: query.upstream, repository: query.repository, tag: query.reference, reason: error.message }, 'upstream unavailable: serving stale tag');
+    this.options.logger.warn({ upstream: query.upstream, repository: query.repository, tag: query.reference, reason: error.message, err: error.cause }, 'upstream unavailable: serving stale tag');
     return { ...local, outcome: 'stale' };
   }
 
@@ -170,12 +170,12 @@ export class ManifestCache {
     const announced = parseDigest(String(res.headers['docker-content-digest'] ?? ''));
     if (method === 'HEAD') return this.fromHead(query, res, announced);
 
-    const body = await readLimited(res, MAX_MANIFEST_BYTES, 'MANIFEST_INVALID');
+    const body = await readLimited(res, MAX_MANIFEST_BYTES, 'MANIFEST_INVALID', query.upstream);
     const actual = digestOf(body, digest ? digestAlgorithm(digest) : 'sha256');
     if ((digest && actual !== digest) || (announced && digestAlgorithm(announced) === digestAlgorithm(actual) && announced !== actual)) {
-      throw new RegistryError('UPSTREAM_UNAVAILABLE', `${query.upstream} sent a manifest that does not match its digest`, { expected: digest ?? announced, actual });
+      throw upstreamFailure('UPSTREAM_UNAVAILABLE', query.upstream, 'digest mismatch', { detail: { expected: digest ?? announced, actual } });
     }
-    if (!looksLikeManifest(body)) throw new RegistryError('UPSTREAM_UNAVAILABLE', `${query.upstream} sent a document that is not a manifest`);
+    if (!looksLikeManifest(body)) throw upstreamFailure('UPSTREAM_UNAVAILABLE', query.upstream, 'not a manifest');
     const contentType = headerString(res.headers['content-type']);
     const answer: ManifestAnswer = { digest: actual, mediaType: manifestMediaType(body, contentType), size: body.length, body, outcome: 'miss' };
     try {

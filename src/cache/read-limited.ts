@@ -1,13 +1,17 @@
 /** Reads small upstream documents (manifests, lists) whole, with a size limit. */
-import { RegistryError, type ErrorCode } from '../oci/errors.js';
+import type { ErrorCode, RegistryError } from '../oci/errors.js';
 import { readUpTo } from '../upstream/body.js';
 import { discard, type UpstreamResponse } from '../upstream/client.js';
+import { upstreamFailure } from './upstream-errors.js';
 
-/** The response body as one buffer; throws `code` if it is longer than `limit` bytes, UPSTREAM_UNAVAILABLE if it is cut. */
-export async function readLimited(res: UpstreamResponse, limit: number, code: ErrorCode): Promise<Buffer> {
+/**
+ * The body `upstream` sent, as one buffer; throws `code` if it is longer than `limit` bytes,
+ * UPSTREAM_UNAVAILABLE if it is cut.
+ */
+export async function readLimited(res: UpstreamResponse, limit: number, code: ErrorCode, upstream: string): Promise<Buffer> {
   const tooLarge = (): RegistryError => {
     discard(res);
-    return new RegistryError(code, `upstream document is larger than ${limit} bytes`);
+    return upstreamFailure(code, upstream, `document larger than ${limit} bytes`);
   };
   if (Number(res.headers['content-length']) > limit) throw tooLarge();
   let body: Buffer | undefined;
@@ -15,7 +19,7 @@ export async function readLimited(res: UpstreamResponse, limit: number, code: Er
     body = await readUpTo(res.body, limit);
   } catch (err) {
     // Cut or stalled mid-body: an outage like any other (stale content may be served).
-    throw new RegistryError('UPSTREAM_UNAVAILABLE', `upstream document cut short: ${(err as Error).message}`);
+    throw upstreamFailure('UPSTREAM_UNAVAILABLE', upstream, 'response cut short', { cause: err });
   }
   if (!body) throw tooLarge();
   return body;

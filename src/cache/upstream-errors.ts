@@ -1,7 +1,13 @@
-/** Turns what an upstream answered into regmirror's error model. */
+/**
+ * Turns what an upstream answered into regmirror's error model. A client is told which upstream
+ * failed (by its configured name) and how, in a short category; never an address, a host a
+ * redirect led to, or a raw network error. Those stay in the error's `cause`, which the server logs
+ * with the request's id.
+ */
 import { RegistryError, type ErrorCode } from '../oci/errors.js';
-import { UpstreamError } from '../upstream/errors.js';
+import { UpstreamError, type UpstreamFailure } from '../upstream/errors.js';
 import type { UpstreamResponse } from '../upstream/client.js';
+import { SpoolError } from './spool.js';
 
 /** True when a failure means "upstream is not available now", the case for serving stale content. */
 export function isUnavailable(err: unknown): boolean {
@@ -12,29 +18,62 @@ export function isUnavailable(err: unknown): boolean {
 
 const UNAVAILABLE_CODES = new Set<ErrorCode>(['UPSTREAM_UNAVAILABLE', 'UPSTREAM_TIMEOUT', 'TOOMANYREQUESTS']);
 
+/** What else an upstream failure carries: client-facing detail and headers, and the logged cause. */
+interface FailureExtras {
+  detail?: unknown;
+  headers?: Record<string, string>;
+  cause?: unknown;
+}
+
+/** The RegistryError for a failure of `upstream`: `upstream <name>: <category>`. */
+export function upstreamFailure(code: ErrorCode, upstream: string, category: string, extras: FailureExtras = {}): RegistryError {
+  const options = extras.cause === undefined ? undefined : { cause: extras.cause };
+  return new RegistryError(code, `upstream ${upstream}: ${category}`, extras.detail, extras.headers, options);
+}
+
 /** The RegistryError for an upstream answer that is not a success; `notFound` is the 404 code. */
 export function errorForStatus(res: UpstreamResponse, upstream: string, notFound: ErrorCode): RegistryError {
   const status = res.status;
   if (status === 404) return new RegistryError(notFound, `not found on ${upstream}`);
-  if (status === 401 || status === 403) return new RegistryError('DENIED', `${upstream} denied access`, { upstreamStatus: status });
+  if (status === 401 || status === 403) return upstreamFailure('DENIED', upstream, 'access denied', { detail: { upstreamStatus: status } });
   if (status === 429) {
     const retryAfter = res.headers['retry-after'];
     const headers: Record<string, string> = typeof retryAfter === 'string' ? { 'retry-after': retryAfter } : {};
-    return new RegistryError('TOOMANYREQUESTS', `${upstream} is rate limiting this mirror`, undefined, headers);
+    return upstreamFailure('TOOMANYREQUESTS', upstream, 'rate limited', { headers });
   }
   if (status === 416) return new RegistryError('RANGE_INVALID', 'range not satisfiable');
+  const detail = { upstreamStatus: status };
   // Any other 4xx is upstream refusing this request, which cached content must not paper over.
-  if (status >= 400 && status < 500) return new RegistryError('UPSTREAM_REFUSED', `${upstream} refused the request (${status})`, { upstreamStatus: status });
-  return new RegistryError('UPSTREAM_UNAVAILABLE', `${upstream} answered ${status}`, { upstreamStatus: status });
+  if (status >= 400 && status < 500) return upstreamFailure('UPSTREAM_REFUSED', upstream, `refused with HTTP status ${status}`, { detail });
+  return upstreamFailure('UPSTREAM_UNAVAILABLE', upstream, `answered HTTP status ${status}`, { detail });
 }
+
+const FAILURE_ANSWER: Record<UpstreamFailure, { code: ErrorCode; category: string }> = {
+  unreachable: { code: 'UPSTREAM_UNAVAILABLE', category: 'unreachable' },
+  timeout: { code: 'UPSTREAM_TIMEOUT', category: 'timed out' },
+  auth: { code: 'DENIED', category: 'authentication failed' },
+  protocol: { code: 'UPSTREAM_UNAVAILABLE', category: 'protocol error' },
+};
 
 /** The RegistryError for an exception from the upstream client. */
 export function errorForFailure(err: unknown, upstream: string): RegistryError {
   if (err instanceof RegistryError) return err;
   if (err instanceof UpstreamError) {
-    if (err.failure === 'timeout') return new RegistryError('UPSTREAM_TIMEOUT', `${upstream} timed out`);
-    if (err.failure === 'auth') return new RegistryError('DENIED', `could not authenticate to ${upstream}: ${err.message}`);
-    return new RegistryError('UPSTREAM_UNAVAILABLE', `${upstream} is unavailable: ${err.message}`);
+    const { code, category } = FAILURE_ANSWER[err.failure];
+    return upstreamFailure(code, upstream, category, { cause: err });
   }
-  return new RegistryError('UNKNOWN', 'internal error');
+  return new RegistryError('UNKNOWN', 'internal error', undefined, undefined, { cause: err });
+}
+
+const DOWNLOAD_CATEGORY: Record<SpoolError['reason'], string> = {
+  'digest-mismatch': 'digest mismatch',
+  'size-mismatch': 'size mismatch',
+  'upstream-failed': 'download cut short',
+  'write-failed': 'download failed (local write)',
+};
+
+/** The RegistryError for a blob download from `upstream` that failed once under way. */
+export function errorForDownload(err: unknown, upstream: string): RegistryError {
+  const reason = err instanceof SpoolError ? err.reason : 'upstream-failed';
+  return upstreamFailure('UPSTREAM_UNAVAILABLE', upstream, DOWNLOAD_CATEGORY[reason], { cause: err });
 }

@@ -2,6 +2,7 @@
  * Listeners: plain node:http servers (no framework on the blob path), each optionally pinned to an
  * upstream. Every request is parsed and routed once, handled, timed and logged in one place.
  */
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -165,6 +166,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, spec: ListenerS
   }
   const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
   const ns = query.get('ns') ?? undefined;
+  // Ties what a client saw to the log lines about its request (the access line, a failure's detail).
+  const requestId = randomUUID();
+  res.setHeader('x-request-id', requestId);
   res.setHeader('docker-distribution-api-version', 'registry/2.0');
   if (ns !== undefined) res.setHeader('oci-namespace', ns);
   let served: Served = {};
@@ -179,11 +183,14 @@ async function handle(req: IncomingMessage, res: ServerResponse, spec: ListenerS
     served = await deps.api.handle({ req, res, route, query, head });
   } catch (err) {
     const error = toRegistryError(err);
-    if (error.code === 'UNKNOWN') deps.logger.error({ err, method: req.method, path }, 'request failed');
+    if (error.code === 'UNKNOWN') deps.logger.error({ err, requestId, method: req.method, path }, 'request failed');
+    // The client is told only a category; what upstream or the network really said is logged here.
+    else if (error.cause !== undefined) deps.logger.warn({ err: error.cause, requestId, method: req.method, path, answer: error.message }, 'upstream failed');
     sendError(res, error, head);
   }
   const finish = (): void => {
     deps.observe({
+      requestId,
       client,
       method: req.method,
       path,

@@ -32,14 +32,18 @@ export const ERROR_STATUS = {
 /** A code from the catalogue above. */
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
-/** A failure with an OCI error code; `headers` are extra response headers (e.g. Retry-After). */
+/**
+ * A failure with an OCI error code; `headers` are extra response headers (e.g. Retry-After). The
+ * message and detail go to the client; a `cause` (what upstream or the network really said) only
+ * to the log.
+ */
 export class RegistryError extends Error {
   readonly code: ErrorCode;
   readonly detail: unknown;
   readonly headers: Record<string, string>;
 
-  constructor(code: ErrorCode, message: string, detail?: unknown, headers: Record<string, string> = {}) {
-    super(message);
+  constructor(code: ErrorCode, message: string, detail?: unknown, headers: Record<string, string> = {}, options?: ErrorOptions) {
+    super(message, options);
     this.name = 'RegistryError';
     this.code = code;
     this.detail = detail;

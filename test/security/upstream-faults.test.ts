@@ -3,8 +3,9 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedImage, startFaultyUpstream, startRegistry, startRelay, type FaultyUpstream, type Registry, type Relay, type SeededImage } from '../support/index.js';
+import { freePort, seedImage, startFaultyUpstream, startRegistry, startRelay, type FaultyUpstream, type Registry, type Relay, type SeededImage } from '../support/index.js';
 import { startTestMirror, type TestMirror } from '../harness/mirror.js';
 import { ACCEPT_ALL, errorCodes, send, sha256 } from '../harness/http.js';
 import { verifyStore } from '../harness/store.js';
@@ -13,8 +14,11 @@ let registry: Registry;
 let image: SeededImage;
 let faulty: FaultyUpstream;
 let misbehaving: Relay;
-let mode: 'garbage-manifest' | 'redirect-loop' | 'error-500' | 'gone-410' | null = null;
+let mode: 'garbage-manifest' | 'redirect-loop' | 'redirect-to-closed-port' | 'error-500' | 'gone-410' | null = null;
 let mirror: TestMirror;
+/** A loopback port nothing listens on: connections to it are refused. */
+let closedPort: number;
+const logLines: Record<string, unknown>[] = [];
 const layer = (): { digest: string; size: number } => image.blobs.reduce((a, b) => (b.size > a.size ? b : a));
 
 /** Answers manifests with garbage, blobs with a redirect to themselves, or everything with 500, by `mode`. */
@@ -26,6 +30,10 @@ function misbehave(req: IncomingMessage, res: ServerResponse): boolean {
   }
   if (mode === 'redirect-loop' && path.includes('/blobs/')) {
     res.writeHead(302, { location: path }).end();
+    return true;
+  }
+  if (mode === 'redirect-to-closed-port' && path.includes('/blobs/')) {
+    res.writeHead(307, { location: `http://127.0.0.1:${closedPort}/cdn/blob` }).end();
     return true;
   }
   if (mode === 'gone-410' && path.includes('/manifests/')) {
@@ -44,11 +52,16 @@ beforeAll(async () => {
   image = await seedImage(registry, { repo: 'team/app', tag: 'v1', layerSizes: [6_000_000], compressible: false, compression: 'none' });
   faulty = await startFaultyUpstream(registry.url);
   misbehaving = await startRelay(registry.url, { answer: misbehave });
+  closedPort = await freePort();
+  const logStream = new PassThrough();
+  logStream.on('data', (chunk: Buffer) => logLines.push(...chunk.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)));
   mirror = await startTestMirror({
     upstreams: {
       'quay.io': { url: faulty.url, timeouts: { idle: '1s', headers: '2s' }, retries: 1 },
       'ghcr.io': { url: misbehaving.url, retries: 1 },
+      'gone.example': { url: `http://127.0.0.1:${closedPort}`, retries: 0 },
     },
+    logStream,
   });
 });
 
@@ -87,6 +100,21 @@ describe('upstream faults', () => {
     const res = await send(`${mirror.url}/v2/team/app/blobs/${config.digest}?ns=ghcr.io`);
     expect([res.status, errorCodes(res.body)]).toEqual([502, ['UPSTREAM_UNAVAILABLE']]);
     mode = null;
+  });
+
+  it('tells a client which upstream failed and how, never where; the log has where, under the request id', async () => {
+    const direct = await send(`${mirror.url}/v2/team/app/manifests/v1?ns=gone.example`, { headers: { accept: ACCEPT_ALL } });
+    mode = 'redirect-to-closed-port';
+    const config = image.blobs.find((b) => b.digest !== layer().digest)!;
+    const redirected = await send(`${mirror.url}/v2/team/app/blobs/${config.digest}?ns=ghcr.io`);
+    mode = null;
+    for (const [res, upstream] of [[direct, 'gone.example'], [redirected, 'ghcr.io']] as const) {
+      expect([res.status, JSON.parse(res.body.toString())]).toEqual([502, { errors: [{ code: 'UPSTREAM_UNAVAILABLE', message: `upstream ${upstream}: unreachable` }] }]);
+      const requestId = res.headers.get('x-request-id');
+      const failure = logLines.find((l) => l.msg === 'upstream failed' && l.requestId === requestId);
+      expect((failure?.err as { message?: string } | undefined)?.message).toContain(`ECONNREFUSED 127.0.0.1:${closedPort}`);
+      expect(logLines.find((l) => l.msg === 'request' && l.requestId === requestId)).toMatchObject({ upstream, status: 502 });
+    }
   });
 
   it('passes persistent 5xx on as 502 for content it does not have', async () => {
