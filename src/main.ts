@@ -118,7 +118,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
       account(record);
       status.record(record);
     },
-    admin: { registry: metrics.registry, ready: () => storage.put(HEALTH_PROBE_KEY, Buffer.from(String(Date.now()))), status: statusPage },
+    admin: { registry: metrics.registry, readiness: { storage: () => storage.put(HEALTH_PROBE_KEY, Buffer.from(String(Date.now()))) }, status: statusPage },
   };
   // Operator endpoints ride on the registry listeners unless they have a listener of their own.
   const allowList = (cidrs: readonly string[] | undefined): BlockList | undefined => (cidrs ? cidrList(cidrs) : undefined);

@@ -161,7 +161,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, spec: ListenerS
     return;
   }
   if (spec.admin && ADMIN_PATHS.has(path) && (head || req.method === 'GET')) {
-    await handleAdmin(req, res, path, deps.admin).catch(() => res.destroy());
+    await handleAdmin(req, res, path, deps.admin, deps.logger).catch(() => res.destroy());
     return;
   }
   const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
