@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/load.js';
 import { createCa, issueServerCertificate } from '../../src/tls/ca.js';
 import { initLocalCa, type LocalCaFiles } from '../../src/tls/init.js';
+import { captureLog } from '../harness/log.js';
 import { startTestMirror, type TestMirror, type TestMirrorOptions } from '../harness/mirror.js';
 import { isBlobGet, isManifestRequest, seedImage, startCountingRelay, startRegistry, tempDir, type Registry, type Relay, type SeededImage } from '../support/index.js';
 import { eventually } from '../tls/served.js';
@@ -207,13 +208,15 @@ describe('upstream certificates', () => {
   it('are verified: an upstream whose certificate this process does not trust is an error, not a pull', async () => {
     const untrusted = await createCa({ commonName: 'untrusted upstream CA', days: 2 });
     front = await startTlsFront(relays['ghcr.io'].url, await issueServerCertificate(untrusted, { names: ['127.0.0.1'], days: 1 }));
-    const open = await start({ upstreams: { 'quay.io': { url: front.url, retries: 0 } }, proxy: { caCert: ca.caCert, caKey: ca.caKey } });
+    const log = captureLog();
+    const open = await start({ upstreams: { 'quay.io': { url: front.url, retries: 0 } }, proxy: { caCert: ca.caCert, caKey: ca.caKey }, logStream: log.stream });
     relays['ghcr.io'].reset();
     const proxy = throughProxy(open.proxyHost!, caPem);
     const answer = await get(`https://quay.io/v2/${tool.repo}/manifests/${tool.tag}`, proxy);
     expect(answer.status).toBe(502);
-    expect(answer.body.toString()).toContain('UPSTREAM_UNAVAILABLE');
-    expect(answer.body.toString()).toContain('unable to verify the first certificate');
+    expect(JSON.parse(answer.body.toString())).toEqual({ errors: [{ code: 'UPSTREAM_UNAVAILABLE', message: 'upstream quay.io: unreachable' }] });
+    const failure = log.entries.find((entry) => entry.msg === 'upstream failed');
+    expect((failure?.err as { message?: string } | undefined)?.message).toContain('unable to verify the first certificate');
     expect(relays['ghcr.io'].count()).toBe(0);
     await proxy.close();
   });

@@ -3,10 +3,10 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, seedImage, startFaultyUpstream, startRegistry, startRelay, type FaultyUpstream, type Registry, type Relay, type SeededImage } from '../support/index.js';
 import { startTestMirror, type TestMirror } from '../harness/mirror.js';
+import { captureLog } from '../harness/log.js';
 import { ACCEPT_ALL, errorCodes, send, sha256 } from '../harness/http.js';
 import { verifyStore } from '../harness/store.js';
 
@@ -18,7 +18,7 @@ let mode: 'garbage-manifest' | 'redirect-loop' | 'redirect-to-closed-port' | 'er
 let mirror: TestMirror;
 /** A loopback port nothing listens on: connections to it are refused. */
 let closedPort: number;
-const logLines: Record<string, unknown>[] = [];
+const log = captureLog();
 const layer = (): { digest: string; size: number } => image.blobs.reduce((a, b) => (b.size > a.size ? b : a));
 
 /** Answers manifests with garbage, blobs with a redirect to themselves, or everything with 500, by `mode`. */
@@ -53,15 +53,13 @@ beforeAll(async () => {
   faulty = await startFaultyUpstream(registry.url);
   misbehaving = await startRelay(registry.url, { answer: misbehave });
   closedPort = await freePort();
-  const logStream = new PassThrough();
-  logStream.on('data', (chunk: Buffer) => logLines.push(...chunk.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)));
   mirror = await startTestMirror({
     upstreams: {
       'quay.io': { url: faulty.url, timeouts: { idle: '1s', headers: '2s' }, retries: 1 },
       'ghcr.io': { url: misbehaving.url, retries: 1 },
       'gone.example': { url: `http://127.0.0.1:${closedPort}`, retries: 0 },
     },
-    logStream,
+    logStream: log.stream,
   });
 });
 
@@ -111,9 +109,9 @@ describe('upstream faults', () => {
     for (const [res, upstream] of [[direct, 'gone.example'], [redirected, 'ghcr.io']] as const) {
       expect([res.status, JSON.parse(res.body.toString())]).toEqual([502, { errors: [{ code: 'UPSTREAM_UNAVAILABLE', message: `upstream ${upstream}: unreachable` }] }]);
       const requestId = res.headers.get('x-request-id');
-      const failure = logLines.find((l) => l.msg === 'upstream failed' && l.requestId === requestId);
+      const failure = log.entries.find((l) => l.msg === 'upstream failed' && l.requestId === requestId);
       expect((failure?.err as { message?: string } | undefined)?.message).toContain(`ECONNREFUSED 127.0.0.1:${closedPort}`);
-      expect(logLines.find((l) => l.msg === 'request' && l.requestId === requestId)).toMatchObject({ upstream, status: 502 });
+      expect(log.entries.find((l) => l.msg === 'request' && l.requestId === requestId)).toMatchObject({ upstream, status: 502 });
     }
   });
 
