@@ -13,7 +13,7 @@ import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { Coordination } from './coordination/coordination.js';
 import { createRequestObserver, type RequestRecord } from './http/access.js';
-import { cidrList } from './http/client-access.js';
+import { cidrList } from './network/addresses.js';
 import { HtpasswdAuth } from './http/client-auth.js';
 import { RegistryApi } from './http/registry-api.js';
 import { listen, type OpenListener } from './http/server.js';

@@ -1,28 +1,7 @@
-/**
- * Who is asking: the client address (X-Forwarded-For honoured only from trusted proxies) and
- * per-listener allow-lists of CIDRs, IPv4 and IPv6.
- */
+/** Who is asking: the client address, with X-Forwarded-For honoured only from trusted proxies. */
 import type { IncomingMessage } from 'node:http';
-import { BlockList, isIP } from 'node:net';
-
-/** Builds a BlockList (used as an allow-list) from CIDRs such as `10.0.0.0/8` or `fd00::/8`. */
-export function cidrList(cidrs: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const cidr of cidrs) {
-    const [address, bits] = cidr.split('/') as [string, string | undefined];
-    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) list.addAddress(address, family);
-    else list.addSubnet(address, Number(bits), family);
-  }
-  return list;
-}
-
-/** Matches an address against a list, treating IPv4-mapped IPv6 (`::ffff:10.1.2.3`) as IPv4. */
-export function listHas(list: BlockList, address: string): boolean {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return list.check(mapped[1]!, 'ipv4') || list.check(address, 'ipv6');
-  return list.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
-}
+import { isIP, type BlockList } from 'node:net';
+import { listHas } from '../network/addresses.js';
 
 /**
  * The client's address: the socket's peer, or — when that peer is a trusted proxy — the nearest

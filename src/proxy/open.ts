@@ -1,6 +1,6 @@
 /** Opens the CONNECT proxy of a validated `proxy` block: its CA, its policy, its listener. */
 import type { Logger } from 'pino';
-import { cidrList } from '../http/client-access.js';
+import { cidrList } from '../network/addresses.js';
 import type { ServerDeps } from '../http/server.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { TlsError } from '../tls/keypair.js';

@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, BlockList, Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { TLSSocket } from 'node:tls';
-import { listHas } from '../http/client-access.js';
+import { listHas } from '../network/addresses.js';
 import { closeOnClientError, createListenerServer, listenOn, serverOptions, type ServerDeps } from '../http/server.js';
 import { handshakeFailure, type ConnectObserver, type ConnectOutcome, type ConnectRecord } from './access.js';
 import type { HostCertificates } from './certificates.js';

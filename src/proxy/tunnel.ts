@@ -1,15 +1,13 @@
 /**
  * Tunnels: a TCP connection to the host a client named, bytes passed through untouched. The name is
  * resolved once and that very address is dialled; a host the operator did not list may not lead to
- * this machine's loopback, link-local or unspecified addresses (the admin port, a local Redis, a
- * cloud metadata service).
+ * this machine (loopback, unspecified, any of its own interfaces' addresses: the admin port, a local
+ * Redis) nor to what only it can reach on its link (a cloud metadata service).
  */
 import { lookup } from 'node:dns/promises';
 import { connect, type Socket } from 'node:net';
-import { cidrList, listHas } from '../http/client-access.js';
+import { addressScope } from '../network/addresses.js';
 import type { Authority } from './hosts.js';
-
-const LOCAL = cidrList(['127.0.0.0/8', '0.0.0.0/8', '169.254.0.0/16', '::1/128', '::/128', 'fe80::/10']);
 
 /** Why a tunnel was not opened, as labelled in the proxy's metrics. */
 export type TunnelFailure = 'local-address' | 'unresolvable' | 'unreachable' | 'timeout';
@@ -41,7 +39,7 @@ export async function openTunnel(target: Authority, options: TunnelOptions): Pro
   } catch (err) {
     throw new TunnelError(`cannot resolve ${target.host}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'unresolvable');
   }
-  if (!options.listed && listHas(LOCAL, address)) throw new TunnelError(`${target.host} resolves to a local address (${address})`, 'local-address');
+  if (!options.listed && addressScope(address) === 'local') throw new TunnelError(`${target.host} resolves to a local address (${address})`, 'local-address');
   const socket = connect({ host: address, port: target.port });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => fail(new TunnelError(`no connection to ${target.host}:${target.port} within ${options.connectTimeoutMs} ms`, 'timeout')), options.connectTimeoutMs);
