@@ -118,6 +118,7 @@ export class UpstreamAuth {
     try {
       res = await request(url, { dispatcher: this.dispatcher, headers, signal: AbortSignal.timeout(TOKEN_REQUEST_TIMEOUT_MS) });
     } catch (err) {
+      if (err instanceof UpstreamError) throw err; // a token service at an address this upstream may not dial (connect.ts)
       throw new UpstreamError(this.upstream, 'unreachable', `token service unreachable: ${(err as Error).message}`, { cause: err });
     }
     if (res.statusCode !== 200) {

@@ -1,12 +1,14 @@
 /**
  * The HTTP client for one upstream registry: a keep-alive pool, the auth challenge flow, redirects
- * to blob CDNs (followed without credentials), timeouts, and retries with backoff for idempotent
- * requests on connection errors, 5xx and 429 (honouring Retry-After).
+ * to blob CDNs (followed without credentials, and for a public upstream only to public addresses:
+ * see connect.ts), timeouts, and retries with backoff for idempotent requests on connection
+ * errors, 5xx and 429 (honouring Retry-After).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Credentials } from '../config/credentials.js';
 import { UpstreamAuth } from './auth.js';
+import { guardedConnector } from './connect.js';
 import { UpstreamError } from './errors.js';
 
 /** Settings for one upstream client. */
@@ -22,7 +24,7 @@ export interface UpstreamClientOptions {
   onResponse?: (info: { method: string; status: number; durationMs: number; headers: Dispatcher.ResponseData['headers'] }) => void;
   /** Observes every request that got no response (connection error, timeout). */
   onFailure?: (failure: UpstreamError['failure']) => void;
-  /** The connection pool to send through (default: a keep-alive pool with the timeouts above). */
+  /** The connection pool to send through (default: a keep-alive pool with the timeouts above, dialling as connect.ts says). */
   dispatcher?: Dispatcher;
 }
 
@@ -58,7 +60,7 @@ export class UpstreamClient {
     this.name = options.name;
     this.base = new URL(options.url);
     this.dispatcher = options.dispatcher ?? new Agent({
-      connect: { timeout: options.timeouts.connect },
+      connect: guardedConnector({ upstream: options.name, url: this.base, connectTimeoutMs: options.timeouts.connect }),
       headersTimeout: options.timeouts.headers,
       bodyTimeout: options.timeouts.idle,
       keepAliveTimeout: 30_000,
