@@ -331,7 +331,8 @@ export class BlobCache {
       const key = blobKey(download.digest);
       // Only for the stored-bytes metric: a failed look-up must not abandon a verified blob (its upload goes on).
       const existed = await storage.stat(key).catch(() => undefined);
-      // Clients already have every byte (they wait only for verification); the sync happens after.
+      // Clients already have every byte (they wait only for verification); the sync happens after,
+      // and putFile resolves only once the blob is durable, so no link or count ever outlives it.
       await (upload ? upload.then(() => rm(download.path, { force: true })) : download.sync().then(() => storage.putFile(key, download.path)));
       await metadata.linkBlob(upstream, repository, download.digest);
       if (!existed) events?.stored(download.written);

@@ -32,8 +32,9 @@ export interface StorageDriver {
   /** Writes a small object atomically, replacing any previous one. */
   put(key: string, data: Buffer): Promise<void>;
   /**
-   * Moves a complete, verified local file into the store under `key` (the caller gives the file up).
-   * The filesystem driver renames it; remote drivers upload it.
+   * Moves a complete, verified local file into the store under `key` (the caller gives the file up),
+   * and resolves once it is durable there. The caller syncs the file's data first; the filesystem
+   * driver renames it and syncs the folders the rename changed; remote drivers upload it.
    */
   putFile(key: string, localPath: string): Promise<void>;
   /**

@@ -1,4 +1,11 @@
-/** The local filesystem driver: objects are files below a root folder, written by rename. */
+/**
+ * The local filesystem driver: objects are files below a root folder, written by rename.
+ *
+ * Durability: a blob (`putFile`) is durable when the call resolves. Its data was synced by the caller
+ * (or, for a copy from another filesystem, here), and a rename reaches the disk only with its folder:
+ * without syncing that folder, a power cut can undo the rename and the blob vanishes though its
+ * bytes were synced. Small records (`put`) are not synced: one that is lost is a miss, fetched or confirmed again.
+ */
 import { randomUUID } from 'node:crypto';
 import { createReadStream, type ReadStream } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
@@ -74,16 +81,19 @@ export class FilesystemDriver implements StorageDriver {
 
   async putFile(key: string, localPath: string): Promise<void> {
     const target = this.path(key);
+    let changed: string[];
     try {
-      await this.moveIntoPlace(localPath, target);
+      changed = await this.moveIntoPlace(localPath, target);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
       // Another filesystem: copy into staging first so the final rename stays atomic.
       const staged = this.stagingPath();
       await copyFile(localPath, staged);
-      await this.moveIntoPlace(staged, target);
+      await syncPath(staged); // the caller synced the original, not this copy
+      changed = await this.moveIntoPlace(staged, target);
       await unlink(localPath);
     }
+    for (const folder of changed) await syncPath(folder);
   }
 
   async delete(key: string): Promise<void> {
@@ -109,14 +119,24 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  private async moveIntoPlace(from: string, to: string): Promise<void> {
+  /**
+   * Renames `from` to `to`, creating `to`'s folder when missing; returns the folders whose entries
+   * changed, to sync for durability: `to`'s, or after a mkdir every folder from the root down
+   * (another commit may have created some of them and not synced their parents yet).
+   */
+  private async moveIntoPlace(from: string, to: string): Promise<string[]> {
+    const folder = dirname(to);
     try {
       await rename(from, to);
+      return [folder];
     } catch (err) {
       if (!isMissing(err)) throw err;
-      await mkdir(dirname(to), { recursive: true });
-      await rename(from, to);
     }
+    await mkdir(folder, { recursive: true });
+    await rename(from, to);
+    const changed = [folder];
+    while (changed.at(-1) !== this.root) changed.push(dirname(changed.at(-1)!));
+    return changed;
   }
 
   private stagingPath(): string {
@@ -130,6 +150,16 @@ export class FilesystemDriver implements StorageDriver {
       throw new Error(`invalid storage key: ${key}`);
     }
     return full;
+  }
+}
+
+/** fsync of a file or folder (a folder's entries: names renamed or created in it). */
+async function syncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 
