@@ -59,6 +59,7 @@ export function renderGcReport(report: GcReport, dryRun: boolean): string {
   if (report.indexAdded + report.indexDropped > 0) {
     lines.push(`access index corrected: ${report.indexAdded} found in storage, ${report.indexDropped} already gone`);
   }
+  if (report.orphansLeft) lines.push(`orphans not removed here: ${report.orphansLeft}`);
   if (report.limitsLeft) lines.push(`size and age limits not applied here: ${report.limitsLeft}`);
   const count = report.removals.length;
   lines.push(`${dryRun ? 'gc (dry run)' : 'gc'}: ${verb} ${count} ${count === 1 ? 'item' : 'items'}, ${dryRun ? 'would free' : 'freed'} ${formatBytes(report.bytes)}`);

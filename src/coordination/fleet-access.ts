@@ -188,6 +188,15 @@ export class FleetAccess implements FleetRecord {
     }
   }
 
+  async rowsOf(digests: readonly string[]): Promise<RankedRow[]> {
+    if (digests.length === 0) return [];
+    const [accesses, sizes] = await Promise.all([this.redis.zmscore(this.keys.access, ...digests), this.redis.hmget(this.keys.size, ...digests)]);
+    return digests.flatMap((digest, i) => {
+      const [at, size] = [accesses[i], sizes[i]];
+      return at == null || size == null ? [] : [{ digest: digest as Digest, accessedAt: Number(at), size: Number(size) }];
+    });
+  }
+
   async removeUnchanged(rows: readonly RankedRow[]): Promise<RankedRow[]> {
     if (rows.length === 0) return [];
     const { access, size, totals, evicted, deleting } = this.keys;

@@ -90,7 +90,7 @@ export async function evict(ranking: Ranking, storage: StorageDriver, pass: Evic
       chosen.push({ ...row, reason });
       projected -= row.size;
     }
-    victims.push(...(pass.dryRun ? chosen : await remove(ranking, storage, chosen, pass.keep)));
+    victims.push(...(pass.dryRun ? chosen : await removeContent(ranking, storage, chosen, pass.keep)));
     if (done) break;
   }
   return victims;
@@ -107,10 +107,11 @@ export async function* pages(ranking: Pick<Ranking, 'oldest'>, size = PAGE): Asy
 }
 
 /**
- * Deletes content: its row first (only if not accessed meanwhile), then the object. Objects that
- * cannot be deleted are counted again, and the pass fails with why.
+ * Deletes content: its row first (only if not accessed meanwhile), then the object; returns what
+ * went. Objects that cannot be deleted are counted again, and the call fails with why. Eviction's
+ * path, and gc's for orphans, so the ranking's totals (a fleet's too) follow every delete.
  */
-async function remove(ranking: Ranking, storage: StorageDriver, chosen: Victim[], keep: EvictionPass['keep']): Promise<Victim[]> {
+export async function removeContent<T extends RankedRow>(ranking: Ranking, storage: StorageDriver, chosen: readonly T[], keep?: EvictionPass['keep']): Promise<T[]> {
   // Checked again right before: a request may have started reading one while the page was chosen.
   const still = chosen.filter((v) => !keep?.(v));
   const removed = new Set((await ranking.removeUnchanged(still)).map((r) => r.digest));

@@ -38,6 +38,8 @@ export interface FleetRecord extends Ranking {
   sync(): Promise<FleetState>;
   /** True while this replica holds the evictor lease; takes it when nobody does. */
   lead(): Promise<boolean>;
+  /** The rows of those of `digests` that the record counts, with their fleet-wide last access. */
+  rowsOf(digests: readonly string[]): Promise<RankedRow[]>;
   /** Fills an incomplete record with content known to be in storage, then marks it complete. */
   seed(rows: AsyncIterable<readonly RankedRow[]>): Promise<void>;
   /**

@@ -12,14 +12,15 @@
  * On a fleet (replicas sharing a bucket through Redis) the size and age limits are judged by the
  * fleet-wide access record, as the fleet's evictor judges them: one replica's index does not know
  * what the others' clients pull. gc applies them only when no replica is the evictor (it takes the
- * evictor lease for the run); otherwise the evictor does, and gc says so.
+ * evictor lease for the run); otherwise the evictor does, and gc says so. Orphans it removes
+ * leave the fleet record as evicted content does, so the fleet's totals stay true; while Redis is
+ * unreachable they stay for a later run.
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StorageDriver } from '../storage/driver.js';
-import { blobKey } from '../storage/keys.js';
-import type { AccessIndex } from './access-index.js';
-import { evict, hasLimits, type EvictionPass, type EvictionPolicy, type RankedRow, type Victim } from './eviction.js';
+import type { AccessIndex, ContentRow } from './access-index.js';
+import { evict, hasLimits, removeContent, type EvictionPass, type EvictionPolicy, type RankedRow, type Victim } from './eviction.js';
 import { recoverFromStorage, seedFromIndex, settled, type FleetState } from './fleet.js';
 import type { FleetEviction } from './lifecycle.js';
 import { reconcile } from './reconcile.js';
@@ -43,6 +44,8 @@ export interface GcReport {
   /** Index corrections: content found that it did not know, and rows of content already gone. */
   indexAdded: number;
   indexDropped: number;
+  /** Why orphans were not removed by this run (on a fleet). */
+  orphansLeft?: string | undefined;
   /** Why the size and age limits were not applied by this run (on a fleet). */
   limitsLeft?: string | undefined;
 }
@@ -91,8 +94,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     const row = index.get(digest);
     return row && !recent(row.accessedAt) && !(options.sharedStorage && within(row.accessedAt)) ? [row] : [];
   });
-  const removedOrphans = options.dryRun ? orphans : index.removeUnchanged(orphans);
-  if (!options.dryRun) await Promise.all(removedOrphans.map((row) => storage.delete(blobKey(row.digest))));
+  const { removed: removedOrphans, left: orphansLeft } = options.dryRun ? { removed: orphans } : await removeOrphans(orphans, options, within);
   removals.push(...removedOrphans.map((row) => ({ kind: 'orphan' as const, what: row.digest, bytes: row.size })));
 
   const orphanDigests = new Set(orphans.map((row) => row.digest));
@@ -105,7 +107,27 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
     : { victims: await evict(index, storage, pass), limitsLeft: undefined };
   removals.push(...victims.map((v) => ({ kind: v.reason === 'age' ? ('expired' as const) : ('evicted' as const), what: v.digest, bytes: v.size })));
 
-  return { removals, bytes: removals.reduce((sum, r) => sum + r.bytes, 0), indexAdded: added, indexDropped: dropped.length, limitsLeft };
+  return { removals, bytes: removals.reduce((sum, r) => sum + r.bytes, 0), indexAdded: added, indexDropped: dropped.length, orphansLeft, limitsLeft };
+}
+
+/**
+ * Deletes orphans the way eviction deletes content. On a fleet, those the fleet record counts leave
+ * it as evicted content does (its totals drop; every replica drops their index rows), unless any
+ * replica used them within the grace; the rest (a record not filled yet) go by the index alone.
+ */
+async function removeOrphans(orphans: ContentRow[], { index, storage, fleet }: GcOptions, within: (at: number) => boolean): Promise<{ removed: RankedRow[]; left?: string }> {
+  if (!fleet) return { removed: await removeContent(index, storage, orphans) };
+  let counted: RankedRow[];
+  try {
+    counted = await fleet.record.rowsOf(orphans.map((row) => row.digest));
+  } catch (err) {
+    return { removed: [], left: unreachable(err) }; // deleting them now would leave them in the fleet's totals
+  }
+  const byFleet = await removeContent(fleet.record, storage, counted.filter((row) => !within(row.accessedAt)));
+  index.drop(byFleet.map((row) => row.digest));
+  const countedDigests = new Set(counted.map((row) => row.digest));
+  const byIndex = await removeContent(index, storage, orphans.filter((row) => !countedDigests.has(row.digest)));
+  return { removed: [...byFleet, ...byIndex] };
 }
 
 /** Evicts by the fleet's record, as its evictor for this run; or says why not. A dry run only ranks. */
@@ -116,7 +138,7 @@ async function evictByFleet(fleet: GcFleet, index: AccessIndex, storage: Storage
     state = await record.sync();
     if (!pass.dryRun && !(await record.lead())) return { victims: [], limitsLeft: 'another replica is the fleet\'s evictor and applies them' };
   } catch (err) {
-    return { victims: [], limitsLeft: `the fleet access record is unreachable (redis: ${(err as Error).message})` };
+    return { victims: [], limitsLeft: unreachable(err) };
   }
   const waitForAccesses = 'the fleet access record was just filled from storage: the limits apply once every replica\'s accesses are in, one grace period later';
   try {
@@ -134,6 +156,11 @@ async function evictByFleet(fleet: GcFleet, index: AccessIndex, storage: Storage
   } finally {
     record.release();
   }
+}
+
+/** Why gc left something to a later run: Redis did not answer. */
+function unreachable(err: unknown): string {
+  return `the fleet access record is unreachable (redis: ${(err as Error).message})`;
 }
 
 /** Files under a local work folder, with size and modification time. */

@@ -9,7 +9,7 @@ import { ACCEPT_ALL, send, sha256 } from '../harness/http.js';
 import type { MirrorProcess } from '../harness/process-mirror.js';
 import { metric, waitFor } from '../lifecycle/support.js';
 import { exited, seedImage, startRegistry, type Registry, type SeededImage } from '../support/index.js';
-import { createTestBucket, spawnReplica, type FleetMirrorOptions, type TestBucket } from './fleet.js';
+import { bucketBytes, createTestBucket, spawnReplica, type FleetMirrorOptions, type TestBucket } from './fleet.js';
 import { startRedis, type RedisServer } from './redis.js';
 import { startSwift, type SwiftServer } from './swift.js';
 
@@ -70,13 +70,6 @@ const evictions = (replica: MirrorProcess): Promise<number> => metric(replica.ur
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const logs = (): string => [a, b, c].map((r, i) => `replica ${i}:\n${r?.output() ?? ''}`).join('\n');
 
-/** Bytes of all content in the bucket. */
-async function bucketBytes(): Promise<number> {
-  let total = 0;
-  for await (const key of bucket.driver.list('blobs/')) total += (await bucket.driver.stat(key))?.size ?? 0;
-  return total;
-}
-
 describe('eviction by the fleet\'s use', () => {
   it('evicts on one replica by fleet-wide last access: the image only the other replica\'s clients pull stays', async () => {
     await pull(a, images.hot); // in a's own view, hot is the oldest...
@@ -94,7 +87,7 @@ describe('eviction by the fleet\'s use', () => {
     // One replica evicted, each object once: a's count is exactly what left the bucket.
     expect([await evictions(a), await evictions(b)], logs()).toEqual([3, 0]);
     expect([await metric(a.url, 'regmirror_fleet_evictor'), await metric(b.url, 'regmirror_fleet_evictor')]).toEqual([1, 0]);
-    expect(await metric(b.url, 'regmirror_cache_size_bytes')).toBe(await bucketBytes());
+    expect(await metric(b.url, 'regmirror_cache_size_bytes')).toBe(await bucketBytes(bucket.driver));
   });
 
   it('never evicts content accessed within the grace period, even over the limit', async () => {
@@ -137,7 +130,7 @@ describe('eviction by the fleet\'s use', () => {
     await waitFor('b evicts', async () => (await evictions(b)) > 0);
     await waitFor('size under the target', async () => (await metric(b.url, 'regmirror_cache_size_bytes')) <= TARGET);
     // Nothing counted twice, nothing left uncounted by the interrupted pass.
-    await waitFor('fleet size = bucket', async () => (await metric(c!.url, 'regmirror_cache_size_bytes')) === (await bucketBytes()), 5_000);
+    await waitFor('fleet size = bucket', async () => (await metric(c!.url, 'regmirror_cache_size_bytes')) === (await bucketBytes(bucket.driver)), 5_000);
     expect(await evictions(c)).toBe(0);
   });
 
@@ -148,13 +141,13 @@ describe('eviction by the fleet\'s use', () => {
     for (const name of ['g1', 'hot', 'fresh'] as const) await pull(replica, images[name]); // misses and hits
     await pull(b, images.g1);
     await sleep(GRACE_MS + 1_500);
-    expect(await bucketBytes()).toBeGreaterThan(MAX_SIZE);
+    expect(await bucketBytes(bucket.driver)).toBeGreaterThan(MAX_SIZE);
     expect([await evictions(b), await evictions(replica)]).toEqual(before); // no decision on a partial view
     expect(await metric(b.url, 'regmirror_fleet_sync_failures_total')).toBeGreaterThan(0);
 
     await redis.start();
     await waitFor('eviction resumed', async () => (await evictions(b)) + (await evictions(replica)) > before[0]! + before[1]!, 15_000);
-    await waitFor('size under the target', async () => (await bucketBytes()) <= TARGET, 15_000);
-    await waitFor('fleet size = bucket', async () => (await metric(replica.url, 'regmirror_cache_size_bytes')) === (await bucketBytes()), 5_000);
+    await waitFor('size under the target', async () => (await bucketBytes(bucket.driver)) <= TARGET, 15_000);
+    await waitFor('fleet size = bucket', async () => (await metric(replica.url, 'regmirror_cache_size_bytes')) === (await bucketBytes(bucket.driver)), 5_000);
   });
 });

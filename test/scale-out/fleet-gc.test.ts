@@ -5,10 +5,10 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Digest } from '../../src/oci/digest.js';
-import { blobKey } from '../../src/storage/keys.js';
+import { blobKey, blobLinkKey } from '../../src/storage/keys.js';
 import { metric, pullImage, regmirror, waitFor } from '../lifecycle/support.js';
 import { seedImage, startRegistry, tempDir, type Registry, type SeededImage } from '../support/index.js';
-import { createTestBucket, startFleetMirror, type FleetMirrorOptions, type TestBucket } from './fleet.js';
+import { bucketBytes, createTestBucket, startFleetMirror, type FleetMirrorOptions, type TestBucket } from './fleet.js';
 import { startRedis, type RedisServer } from './redis.js';
 import { startSwift, type SwiftServer } from './swift.js';
 
@@ -41,6 +41,21 @@ const digestsOf = (image: SeededImage): string[] => [image.manifestDigest, ...im
 const inBucket = async (digest: string): Promise<boolean> => (await bucket.driver.stat(blobKey(digest as Digest))) !== undefined;
 const cached = async (image: SeededImage): Promise<boolean[]> => Promise.all(digestsOf(image).map(inBucket));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const fleetBytes = (replica: Replica): Promise<number> => metric(replica.url, 'regmirror_cache_size_bytes');
+
+/** Makes an image's layer an orphan, as a crash between its commit and its link would; returns its digest. */
+async function orphanLayer(image: SeededImage): Promise<Digest> {
+  const layer = image.blobs.reduce((a, b) => (b.size > a.size ? b : a)).digest as Digest; // the config is far smaller
+  await bucket.driver.delete(blobLinkKey('quay.io', image.repo, layer));
+  return layer;
+}
+
+/** A configuration file for `regmirror gc` on the test bucket. */
+async function gcConfig(storage: Record<string, unknown>, redisSettings: Record<string, unknown>): Promise<string> {
+  const config = join(tempDir('gc-config'), 'regmirror.json');
+  await writeFile(config, JSON.stringify({ version: 1, storage, upstreams: { 'quay.io': { url: registry.url } }, redis: redisSettings }));
+  return config;
+}
 
 describe('regmirror gc on a fleet', () => {
   it('leaves the limits to a live evictor, and applies them by the fleet\'s use once no replica evicts', async () => {
@@ -62,13 +77,7 @@ describe('regmirror gc on a fleet', () => {
     await pullImage(s.url, images.three);
     await sleep(GRACE_MS + 1_200); // out of the grace, and the last notes synced (every second)
 
-    const config = join(tempDir('gc-config'), 'regmirror.json');
-    await writeFile(config, JSON.stringify({
-      version: 1,
-      storage: { ...bucket.storage, path: folder, maxSize: GC_MAX_SIZE, lowWater: '90%' },
-      upstreams,
-      redis: redisSettings,
-    }));
+    const config = await gcConfig({ ...bucket.storage, path: folder, maxSize: GC_MAX_SIZE, lowWater: '90%' }, redisSettings);
 
     const left = await regmirror(['gc', '--config', config]);
     expect(left.code, left.stderr).toBe(0);
@@ -89,16 +98,31 @@ describe('regmirror gc on a fleet', () => {
     expect(await cached(images.three)).toEqual([true, true, true]);
   });
 
-  it('says so and keeps everything when Redis is unreachable', async () => {
-    const config = join(tempDir('gc-config'), 'regmirror.json');
-    await writeFile(config, JSON.stringify({
-      version: 1,
-      storage: { ...bucket.storage, path: tempDir('gc-replica'), maxSize: 1_000, lowWater: '90%' },
-      upstreams: { 'quay.io': { url: registry.url } },
-      redis: { url: 'redis://127.0.0.1:1' },
-    }));
-    const gc = await regmirror(['gc', '--config', config]);
+  it('takes the orphans it removes out of the fleet\'s totals, as eviction does', async () => {
+    const redisSettings = { url: redis.url, lockLease: '1s', evictionGrace: `${GRACE_MS}ms` };
+    const folder = tempDir('gc-orphans');
+    // A limit of its own makes it the evictor, which fills the record should this test run alone.
+    const r = await startFleetMirror({ storage: { ...bucket.storage, path: folder, maxSize: 1_000_000_000 }, upstreams: { 'quay.io': { url: registry.url } }, defaultUpstream: 'quay.io', redis: redisSettings });
+    replicas.push(r);
+    const image = await seedImage(registry, { repo: 'team/orphaned', tag: 'v1', layerSizes: [LAYER], compressible: false, compression: 'none' });
+    await pullImage(r.url, image);
+    const layer = await orphanLayer(image);
+    await waitFor('the fleet record counts the bucket', async () => (await fleetBytes(r)) === (await bucketBytes(bucket.driver)));
+    await sleep(GRACE_MS + 200);
+
+    const gc = await regmirror(['gc', '--config', await gcConfig({ ...bucket.storage, path: folder }, redisSettings), '--grace', `${GRACE_MS}ms`]);
     expect(gc.code, gc.stderr).toBe(0);
+    expect(gc.stdout).toMatch(new RegExp(`removed orphan .* ${layer}`));
+    expect(await inBucket(layer)).toBe(false);
+    await waitFor('the fleet record counts the bucket without the orphan', async () => (await fleetBytes(r)) === (await bucketBytes(bucket.driver)), 5_000);
+  });
+
+  it('says so and keeps everything when Redis is unreachable, orphans too (removed then, they would stay counted)', async () => {
+    await orphanLayer(images.three);
+    const config = await gcConfig({ ...bucket.storage, path: tempDir('gc-replica'), maxSize: 1_000, lowWater: '90%' }, { url: 'redis://127.0.0.1:1' });
+    const gc = await regmirror(['gc', '--config', config, '--grace', '0s']);
+    expect(gc.code, gc.stderr).toBe(0);
+    expect(gc.stdout).toMatch(/orphans not removed here: the fleet access record is unreachable \(redis: .+\)/);
     expect(gc.stdout).toMatch(/size and age limits not applied here: the fleet access record is unreachable \(redis: .+\)/);
     for (const name of ['one', 'three'] as const) expect(await cached(images[name])).toEqual([true, true, true]);
   });

@@ -45,6 +45,13 @@ export async function createTestBucket(swift: SwiftServer, bucket = 'regmirror-t
   };
 }
 
+/** Bytes of all content in the store, as the fleet's totals should count them. */
+export async function bucketBytes(driver: S3Driver): Promise<number> {
+  let total = 0;
+  for await (const key of driver.list('blobs/')) total += (await driver.stat(key))?.size ?? 0;
+  return total;
+}
+
 /** Re-hashes every blob in the store; returns the digests whose bytes do not match, and the count. */
 export async function verifyBucket(driver: S3Driver): Promise<{ checked: number; corrupt: string[] }> {
   const corrupt: string[] = [];
