@@ -85,7 +85,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   metrics.useCacheUsage(() => lifecycle.usage(), maxSize);
   const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: config.storage.spoolPath ?? join(config.storage.path, '_spool'), redirectSeconds: config.storage.redirect ? PRESIGNED_URL_SECONDS : undefined, logger, events: metrics.blobCacheEvents(), use: lifecycle.use, fleet: coordination?.fleet });
   await blobs.init();
-  lifecycle.start((digest) => blobs.inUse(digest));
+  lifecycle.start(blobs);
   const manifests = new ManifestCache({
     storage,
     metadata,

@@ -97,6 +97,8 @@ export class BlobCache {
    * storage, so eviction leaves them, and the next redirect needs no `HEAD` of the object.
    */
   private readonly redirected: LRUCache<Digest, true> | undefined;
+  /** Blobs the evictor is deleting now (reserveForDelete): no URL to them is signed meanwhile. */
+  private readonly deleting = new Set<Digest>();
 
   constructor(private readonly options: BlobCacheOptions) {
     if (options.redirectSeconds !== undefined) this.redirected = new LRUCache({ max: 10_000, ttl: options.redirectSeconds * 1000 });
@@ -116,6 +118,17 @@ export class BlobCache {
   /** True while `digest` is being downloaded or streamed from storage, or a URL to it is valid: eviction must leave it. */
   inUse(digest: Digest): boolean {
     return this.downloads.has(digest) || this.reading.has(digest) || this.redirected?.has(digest) === true;
+  }
+
+  /**
+   * For eviction, right before it deletes `digest`: undefined when the blob is in use (it must stay);
+   * otherwise a release to call once the delete has ended, until which no URL to the blob is signed
+   * (the client would be sent to an object about to vanish).
+   */
+  reserveForDelete(digest: Digest): (() => void) | undefined {
+    if (this.inUse(digest)) return undefined;
+    this.deleting.add(digest);
+    return () => this.deleting.delete(digest);
   }
 
   /** Opens a blob for a GET. */
@@ -165,10 +178,19 @@ export class BlobCache {
    */
   async presigned(upstream: string, repository: string, digest: Digest): Promise<string | undefined> {
     const { storage, metadata, redirectSeconds } = this.options;
-    if (redirectSeconds === undefined || !storage.presignGet) return undefined;
+    if (redirectSeconds === undefined || !this.redirected || !storage.presignGet) return undefined;
     if (!(await metadata.hasBlobLink(upstream, repository, digest))) return undefined;
-    if (!this.redirected?.has(digest) && !(await storage.stat(blobKey(digest)))) return undefined;
-    this.redirected?.set(digest, true);
+    // Held before the look-up, in the same turn as the look for a delete under way: the evictor
+    // reserves only blobs not held, so either it leaves this one, or this sees its reservation and
+    // the blob is streamed instead (a miss, once it is gone).
+    const done = this.hold(digest);
+    try {
+      if (this.deleting.has(digest)) return undefined;
+      if (!this.redirected.has(digest) && !(await storage.stat(blobKey(digest)))) return undefined;
+      this.redirected.set(digest, true);
+    } finally {
+      done();
+    }
     this.options.use?.accessed(digest); // served, though not through this process: still a use for LRU
     return storage.presignGet(blobKey(digest), redirectSeconds);
   }

@@ -38,7 +38,7 @@ export interface Ranking {
   removeUnchanged(rows: readonly RankedRow[]): RankedRow[] | Promise<RankedRow[]>;
   /** The content of rows forgotten is now deleted from storage. */
   deleted?(rows: readonly RankedRow[]): Promise<void>;
-  /** Counts again rows forgotten whose content could not be deleted (without it, no pass would see them again). */
+  /** Counts again rows forgotten whose content was not deleted after all (without it, no pass would see them again). */
   restore?(rows: readonly RankedRow[]): void | Promise<void>;
 }
 
@@ -53,6 +53,11 @@ export interface EvictionPass {
   now: number;
   /** True for content that must stay this time (in use, or too recent to judge). */
   keep?: ((row: RankedRow) => boolean) | undefined;
+  /**
+   * Asked right before content is deleted (its row already removed): undefined when it came into
+   * use meanwhile, so it stays and is counted again; otherwise a release, called once its delete ended.
+   */
+  reserve?: ((row: RankedRow) => (() => void) | undefined) | undefined;
   /** Content accessed after this (ms) stays, and so does everything newer: the pass ends there. */
   spareAfter?: number | undefined;
   /** Choose, but delete nothing. */
@@ -90,7 +95,7 @@ export async function evict(ranking: Ranking, storage: StorageDriver, pass: Evic
       chosen.push({ ...row, reason });
       projected -= row.size;
     }
-    victims.push(...(pass.dryRun ? chosen : await removeContent(ranking, storage, chosen, pass.keep)));
+    victims.push(...(pass.dryRun ? chosen : await removeContent(ranking, storage, chosen, pass)));
     if (done) break;
   }
   return victims;
@@ -111,17 +116,23 @@ export async function* pages(ranking: Pick<Ranking, 'oldest'>, size = PAGE): Asy
  * went. Objects that cannot be deleted are counted again, and the call fails with why. Eviction's
  * path, and gc's for orphans, so the ranking's totals (a fleet's too) follow every delete.
  */
-export async function removeContent<T extends RankedRow>(ranking: Ranking, storage: StorageDriver, chosen: readonly T[], keep?: EvictionPass['keep']): Promise<T[]> {
+export async function removeContent<T extends RankedRow>(ranking: Ranking, storage: StorageDriver, chosen: readonly T[], guard: Pick<EvictionPass, 'keep' | 'reserve'> = {}): Promise<T[]> {
   // Checked again right before: a request may have started reading one while the page was chosen.
-  const still = chosen.filter((v) => !keep?.(v));
+  const still = chosen.filter((v) => !guard.keep?.(v));
   const removed = new Set((await ranking.removeUnchanged(still)).map((r) => r.digest));
-  const gone = still.filter((v) => removed.has(v.digest));
+  const unchanged = still.filter((v) => removed.has(v.digest));
+  // Reserved only now, after the rows' removal (a Redis round trip on a fleet): content that came
+  // into use meanwhile (a redirect signed) stays, counted again; the rest stays unused until deleted.
+  const releases = unchanged.map((v) => (guard.reserve ? guard.reserve(v) : () => undefined));
+  const gone = unchanged.filter((_, i) => releases[i]);
   const outcomes = await Promise.allSettled(gone.map((v) => storage.delete(blobKey(v.digest))));
+  for (const release of releases) release?.();
   const failures = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ victim: gone[i]!, reason: o.reason as Error }] : []));
   const deleted = gone.filter((_, i) => outcomes[i]!.status === 'fulfilled');
   await ranking.deleted?.(deleted);
+  const stayed = [...unchanged.filter((_, i) => !releases[i]), ...failures.map((f) => f.victim)];
+  if (stayed.length > 0) await ranking.restore?.(stayed);
   if (failures.length > 0) {
-    await ranking.restore?.(failures.map((f) => f.victim));
     throw new Error(`${failures.length} of ${gone.length} objects chosen for eviction could not be deleted (counted again): ${failures[0]!.reason.message}`, { cause: failures[0]!.reason });
   }
   return deleted;

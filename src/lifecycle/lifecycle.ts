@@ -2,7 +2,8 @@
  * The cache lifecycle inside a running mirror: opens the access index (building it from storage
  * when missing or damaged), flushes the request path's notes every second, and evicts in the
  * background — expired content, and least-recently-used content while over the size limit —
- * never touching a blob that is being streamed or downloaded.
+ * never touching a blob that is being streamed, downloaded or redirected to (the blob cache's
+ * holds, asked again right before each delete).
  *
  * With a fleet record (S3 shared by replicas, and Redis), each flush is also sent to Redis, and only
  * the replica holding the evictor lease evicts, by fleet-wide last access and size, sparing what
@@ -11,7 +12,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { ContentUse } from '../cache/blobs.js';
+import type { BlobCache, ContentUse } from '../cache/blobs.js';
 import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { AccessIndex } from './access-index.js';
@@ -50,6 +51,9 @@ export interface FleetEviction {
   onLeading?: ((leading: boolean) => void) | undefined;
 }
 
+/** What eviction asks the blob cache: which blobs are in use, and a reservation right before each delete. */
+export type BlobHolds = Pick<BlobCache, 'inUse' | 'reserveForDelete'>;
+
 /** Dependencies and settings of the lifecycle. */
 export interface CacheLifecycleOptions {
   /** The cache folder (`storage.path`); the index lives in its `_index/`. */
@@ -73,7 +77,7 @@ export class CacheLifecycle {
   private timer: NodeJS.Timeout | undefined;
   private evicting: Promise<Victim[]> | undefined;
   private lastAgePass = 0;
-  private inUse: (digest: Digest) => boolean = () => false;
+  private holds: BlobHolds = { inUse: () => false, reserveForDelete: () => () => undefined };
   private closed = false;
   private lastUsage = { bytes: 0, objects: 0 };
   /** The fleet as the last successful sync saw it. */
@@ -132,9 +136,9 @@ export class CacheLifecycle {
     return (this.lastUsage = this.index.usage());
   }
 
-  /** Starts flushing and evicting; `inUse` names the blobs that must not be deleted now. */
-  start(inUse: (digest: Digest) => boolean): void {
-    this.inUse = inUse;
+  /** Starts flushing and evicting; `holds` says which blobs must not be deleted now. */
+  start(holds: BlobHolds): void {
+    this.holds = holds;
     this.lastAgePass = this.now();
     this.timer = setInterval(() => this.tick(), this.options.flushIntervalMs ?? 1_000);
     this.timer.unref();
@@ -224,7 +228,7 @@ export class CacheLifecycle {
     this.lastAgePass = this.now();
     const { fleet, storage, policy } = this.options;
     const now = this.now();
-    const keep = (row: { digest: Digest }): boolean => this.inUse(row.digest);
+    const guard = { keep: (row: { digest: Digest }) => this.holds.inUse(row.digest), reserve: (row: { digest: Digest }) => this.holds.reserveForDelete(row.digest) };
     if (fleet && !this.fleetState?.usage) {
       await this.seed(fleet.record);
       return [];
@@ -233,8 +237,8 @@ export class CacheLifecycle {
     if (fleet && this.fleetState && !settled(this.fleetState, fleet.graceMs)) return [];
     if (fleet) await this.recover(fleet.record);
     const victims = fleet
-      ? await evict(fleet.record, storage, { policy, now, keep, spareAfter: now - fleet.graceMs })
-      : await evict(this.index, storage, { policy, now, keep });
+      ? await evict(fleet.record, storage, { policy, now, ...guard, spareAfter: now - fleet.graceMs })
+      : await evict(this.index, storage, { policy, now, ...guard });
     for (const reason of ['size', 'age'] as const) {
       const some = victims.filter((v) => v.reason === reason);
       if (some.length === 0) continue;

@@ -3,6 +3,8 @@ import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { BlobCache } from '../../src/cache/blobs.js';
+import { MetadataStore } from '../../src/metadata/records.js';
 import { digestOf, type Digest } from '../../src/oci/digest.js';
 import { AccessIndex } from '../../src/lifecycle/access-index.js';
 import { evict } from '../../src/lifecycle/eviction.js';
@@ -277,11 +279,91 @@ describe('cache lifecycle in a mirror', () => {
       lifecycle.use.stored(digestOf(data), 100);
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
-    lifecycle.start((digest) => digest === digests[0]); // the oldest is being streamed
+    const streamed = (digest: Digest): boolean => digest === digests[0]; // the oldest
+    lifecycle.start({ inUse: streamed, reserveForDelete: (digest) => (streamed(digest) ? undefined : () => undefined) });
     for (let i = 0; i < 100 && evicted.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(lifecycle.usage()).toEqual({ bytes: 100, objects: 1 });
     expect(evicted).toEqual([2]);
     expect(await storage.stat(blobKey(digests[0]!))).toBeDefined();
+    await lifecycle.close();
+  });
+});
+
+/** Where a storage call waits: `reached` once a call arrives there, which goes on after `open()`. */
+function gate(): { reached: Promise<void>; pass(): Promise<void>; open(): void } {
+  let arrived!: () => void;
+  let open!: () => void;
+  const reached = new Promise<void>((resolve) => (arrived = resolve));
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { reached, pass: () => (arrived(), opened), open };
+}
+
+/** A filesystem store that signs URLs (as S3 does), with gates before deletes and after look-ups. */
+class GatedStore extends FilesystemDriver {
+  deleteGate: ReturnType<typeof gate> | undefined;
+  statGate: ReturnType<typeof gate> | undefined;
+
+  async presignGet(key: string): Promise<string> {
+    return `https://storage.example/${key}`;
+  }
+
+  override async stat(key: string): Promise<{ size: number } | undefined> {
+    const found = await super.stat(key);
+    await this.statGate?.pass(); // looked up, not yet answered: the object may be deleted meanwhile
+    return found;
+  }
+
+  override async delete(key: string): Promise<void> {
+    await this.deleteGate?.pass();
+    return super.delete(key);
+  }
+}
+
+describe('eviction and redirects to storage', () => {
+  const logger = pino({ level: 'silent' });
+
+  /** A mirror's blob cache in redirect mode over a store holding a (older) and b, one over the limit. */
+  async function redirecting(): Promise<{ store: GatedStore; lifecycle: CacheLifecycle; blobs: BlobCache; a: Digest; b: Digest }> {
+    const dir = tempDir('lifecycle-redirect');
+    const store = new GatedStore(dir);
+    await store.init();
+    const clock = { t: 1_000 };
+    // Eviction runs only when the test asks (evictNow): the timer's first tick is a minute away.
+    const lifecycle = await CacheLifecycle.open({ dataDir: dir, storage: store, policy: { maxSize: 150, lowWater: 0.9 }, logger, flushIntervalMs: 60_000, now: () => clock.t });
+    const metadata = new MetadataStore(store);
+    const blobs = new BlobCache({ storage: store, metadata, upstream: () => { throw new Error('no upstream'); }, spoolDir: join(dir, '_spool'), logger, redirectSeconds: 300, use: lifecycle.use });
+    const stored: Digest[] = [];
+    for (const data of [Buffer.alloc(100, 'a'), Buffer.alloc(100, 'b')]) {
+      stored.push(digestOf(data));
+      await store.put(blobKey(digestOf(data)), data);
+      await metadata.linkBlob('quay.io', 'team/app', digestOf(data));
+      lifecycle.use.stored(digestOf(data), 100);
+      clock.t += 1_000;
+    }
+    lifecycle.start(blobs);
+    return { store, lifecycle, blobs, a: stored[0]!, b: stored[1]! };
+  }
+
+  it('signs no URL to a blob while eviction is deleting it', async () => {
+    const { store, lifecycle, blobs, a } = await redirecting();
+    store.deleteGate = gate();
+    const evicting = lifecycle.evictNow();
+    await store.deleteGate.reached; // a's delete is under way: its object is still there
+    expect(await blobs.presigned('quay.io', 'team/app', a)).toBeUndefined(); // streamed instead: a miss once gone
+    store.deleteGate.open();
+    expect((await evicting).map((v) => v.digest)).toEqual([a]);
+    await lifecycle.close();
+  });
+
+  it('evicts no blob while a URL to it is being signed', async () => {
+    const { store, lifecycle, blobs, a, b } = await redirecting();
+    store.statGate = gate();
+    const signing = blobs.presigned('quay.io', 'team/app', a);
+    await store.statGate.reached; // the presign found a in storage, and is about to sign
+    expect((await lifecycle.evictNow()).map((v) => v.digest)).toEqual([b]); // a, the oldest, is held
+    store.statGate.open();
+    expect(await signing).toBe(`https://storage.example/${blobKey(a)}`);
+    expect(await store.stat(blobKey(a))).toEqual({ size: 100 });
     await lifecycle.close();
   });
 });
