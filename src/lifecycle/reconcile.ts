@@ -38,19 +38,26 @@ export async function reconcile(index: AccessIndex, storage: StorageDriver, now:
     added += index.addFound(batch, now());
     batch = [];
   };
-  for await (const key of storage.list('blobs/')) {
+  // Sizes come with the listing where the driver has them (S3): no HEAD per object the index lacks.
+  const listing = storage.listWithSizes?.('blobs/') ?? keysOnly(storage.list('blobs/'));
+  for await (const { key, size: listedSize } of listing) {
     const digest = digestOfKey(key);
     if (!digest) continue;
     present.add(digest);
     if (index.get(digest)) continue;
-    const stat = await storage.stat(key);
-    if (!stat) {
+    const size = listedSize ?? (await storage.stat(key))?.size;
+    if (size === undefined) {
       present.delete(digest); // removed while walking
       continue;
     }
-    batch.push({ digest, size: stat.size });
+    batch.push({ digest, size });
     if (batch.length >= BATCH) addBatch();
   }
   addBatch();
   return { present, added, dropped: index.dropMissing(present, started) };
+}
+
+/** A listing without sizes, in the shape of one with them. */
+async function* keysOnly(keys: AsyncIterable<string>): AsyncIterable<{ key: string; size?: number }> {
+  for await (const key of keys) yield { key };
 }

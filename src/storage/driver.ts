@@ -50,4 +50,9 @@ export interface StorageDriver {
   delete(key: string): Promise<void>;
   /** Every key under a prefix, in no particular order. */
   list(prefix: string): AsyncIterable<string>;
+  /**
+   * Optional, for drivers whose listing carries sizes (S3's ListObjectsV2): `list` with each
+   * object's size, so a caller that needs sizes sends no `stat` per key.
+   */
+  listWithSizes?(prefix: string): AsyncIterable<{ key: string; size: number }>;
 }

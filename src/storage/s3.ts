@@ -160,11 +160,15 @@ export class S3Driver implements StorageDriver {
   }
 
   async *list(prefix: string): AsyncIterable<string> {
+    for await (const { key } of this.listWithSizes(prefix)) yield key;
+  }
+
+  async *listWithSizes(prefix: string): AsyncIterable<{ key: string; size: number }> {
     let ContinuationToken: string | undefined;
     do {
       const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken }));
       for (const object of page.Contents ?? []) {
-        if (object.Key !== undefined) yield object.Key.slice(this.prefix.length);
+        if (object.Key !== undefined) yield { key: object.Key.slice(this.prefix.length), size: object.Size ?? 0 };
       }
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (ContinuationToken !== undefined);
