@@ -19,11 +19,6 @@ export function parseDigest(value: string): Digest | undefined {
   return value as Digest;
 }
 
-/** True when the string looks like a digest of any algorithm (so it is not a tag). */
-export function looksLikeDigest(value: string): boolean {
-  return value.includes(':');
-}
-
 /** The algorithm part of a valid digest. */
 export function digestAlgorithm(digest: Digest): string {
   return digest.slice(0, digest.indexOf(':'));
