@@ -131,6 +131,15 @@ export class BlobCache {
     return () => this.deleting.delete(digest);
   }
 
+  /**
+   * Blobs another replica evicted (learnt at a fleet sync): the URLs this replica signed for them
+   * no longer keep them, and its next redirect to one looks in storage again instead of assuming
+   * the object is still there.
+   */
+  evictedElsewhere(digests: readonly string[]): void {
+    for (const digest of digests) this.redirected?.delete(digest as Digest);
+  }
+
   /** Opens a blob for a GET. */
   async open(upstream: string, repository: string, digest: Digest): Promise<BlobSource> {
     const source = await this.find(upstream, repository, digest);

@@ -51,8 +51,11 @@ export interface FleetEviction {
   onLeading?: ((leading: boolean) => void) | undefined;
 }
 
-/** What eviction asks the blob cache: which blobs are in use, and a reservation right before each delete. */
-export type BlobHolds = Pick<BlobCache, 'inUse' | 'reserveForDelete'>;
+/**
+ * What eviction asks the blob cache: which blobs are in use, and a reservation right before each
+ * delete; and what it tells it: which blobs other replicas evicted.
+ */
+export type BlobHolds = Pick<BlobCache, 'inUse' | 'reserveForDelete' | 'evictedElsewhere'>;
 
 /** Dependencies and settings of the lifecycle. */
 export interface CacheLifecycleOptions {
@@ -77,7 +80,7 @@ export class CacheLifecycle {
   private timer: NodeJS.Timeout | undefined;
   private evicting: Promise<Victim[]> | undefined;
   private lastAgePass = 0;
-  private holds: BlobHolds = { inUse: () => false, reserveForDelete: () => () => undefined };
+  private holds: BlobHolds = { inUse: () => false, reserveForDelete: () => () => undefined, evictedElsewhere: () => undefined };
   private closed = false;
   private lastUsage = { bytes: 0, objects: 0 };
   /** The fleet as the last successful sync saw it. */
@@ -207,7 +210,10 @@ export class CacheLifecycle {
     if (this.fleetDown) logger.info('fleet access record available again');
     this.fleetDown = false;
     this.fleetState = state;
-    if (state.evicted.length > 0) this.index.drop(state.evicted);
+    if (state.evicted.length > 0) {
+      this.index.drop(state.evicted);
+      this.holds.evictedElsewhere(state.evicted);
+    }
     if (state.resync) this.reconcileLater('may have missed evictions by another replica');
     fleet.onLeading?.(leading);
     // An incomplete record (no usage) is filled by the pass, which then waits one grace period (see pass).

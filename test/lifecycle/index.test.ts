@@ -302,7 +302,7 @@ describe('cache lifecycle in a mirror', () => {
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
     const streamed = (digest: Digest): boolean => digest === digests[0]; // the oldest
-    lifecycle.start({ inUse: streamed, reserveForDelete: (digest) => (streamed(digest) ? undefined : () => undefined) });
+    lifecycle.start({ inUse: streamed, reserveForDelete: (digest) => (streamed(digest) ? undefined : () => undefined), evictedElsewhere: () => undefined });
     for (let i = 0; i < 100 && evicted.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(lifecycle.usage()).toEqual({ bytes: 100, objects: 1 });
     expect(evicted).toEqual([2]);
@@ -386,6 +386,16 @@ describe('eviction and redirects to storage', () => {
     store.statGate.open();
     expect(await signing).toBe(`https://storage.example/${blobKey(a)}`);
     expect(await store.stat(blobKey(a))).toEqual({ size: 100 });
+    await lifecycle.close();
+  });
+  it('looks in storage again for a blob another replica evicted, instead of signing a URL to a deleted object', async () => {
+    const { store, lifecycle, blobs, a } = await redirecting();
+    expect(await blobs.presigned('quay.io', 'team/app', a)).toBe(`https://storage.example/${blobKey(a)}`);
+    await store.delete(blobKey(a)); // as the fleet's evictor does elsewhere
+    expect(await blobs.presigned('quay.io', 'team/app', a)).toBeDefined(); // still believed valid: no look-up
+    blobs.evictedElsewhere([a]); // the next fleet sync's evicted log
+    expect(await blobs.presigned('quay.io', 'team/app', a)).toBeUndefined(); // streamed: a miss, fetched again
+    expect(blobs.inUse(a)).toBe(false);
     await lifecycle.close();
   });
 });
