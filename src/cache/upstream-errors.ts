@@ -9,11 +9,13 @@ import { UpstreamError, type UpstreamFailure } from '../upstream/errors.js';
 import type { UpstreamResponse } from '../upstream/client.js';
 import { SpoolError } from './spool.js';
 
-/** True when a failure means "upstream is not available now", the case for serving stale content. */
+/**
+ * True when a failure means "upstream is not available now", the case for serving stale content.
+ * A failure of the client is judged by the code its client answer carries, so the two never disagree.
+ */
 export function isUnavailable(err: unknown): boolean {
-  if (err instanceof UpstreamError) return err.failure !== 'auth';
-  if (err instanceof RegistryError) return UNAVAILABLE_CODES.has(err.code);
-  return false;
+  const error = err instanceof UpstreamError ? errorForFailure(err, err.upstream) : err;
+  return error instanceof RegistryError && UNAVAILABLE_CODES.has(error.code);
 }
 
 const UNAVAILABLE_CODES = new Set<ErrorCode>(['UPSTREAM_UNAVAILABLE', 'UPSTREAM_TIMEOUT', 'TOOMANYREQUESTS']);
@@ -53,6 +55,9 @@ const FAILURE_ANSWER: Record<UpstreamFailure, { code: ErrorCode; category: strin
   timeout: { code: 'UPSTREAM_TIMEOUT', category: 'timed out' },
   auth: { code: 'DENIED', category: 'authentication failed' },
   protocol: { code: 'UPSTREAM_UNAVAILABLE', category: 'protocol error' },
+  // An outage, not a refusal: what the cache holds came over a certificate that was trusted then,
+  // so it is served stale while the upstream's certificate fails (expired, replaced, intercepted).
+  tls: { code: 'UPSTREAM_UNAVAILABLE', category: 'TLS certificate rejected' },
 };
 
 /** The RegistryError for an exception from the upstream client. */

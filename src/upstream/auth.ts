@@ -7,7 +7,7 @@
 import { request, type Dispatcher } from 'undici';
 import { basicToken, type Credentials } from '../config/credentials.js';
 import { readUpTo } from './body.js';
-import { UpstreamError } from './errors.js';
+import { toUpstreamError, UpstreamError } from './errors.js';
 
 /** A parsed `WWW-Authenticate` challenge. */
 export interface Challenge {
@@ -118,8 +118,7 @@ export class UpstreamAuth {
     try {
       res = await request(url, { dispatcher: this.dispatcher, headers, signal: AbortSignal.timeout(TOKEN_REQUEST_TIMEOUT_MS) });
     } catch (err) {
-      if (err instanceof UpstreamError) throw err; // a token service at an address this upstream may not dial (connect.ts)
-      throw new UpstreamError(this.upstream, 'unreachable', `token service unreachable: ${(err as Error).message}`, { cause: err });
+      throw toUpstreamError(this.upstream, err, 'token service');
     }
     if (res.statusCode !== 200) {
       await res.body.dump();

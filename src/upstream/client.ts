@@ -9,7 +9,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import type { Credentials } from '../config/credentials.js';
 import { UpstreamAuth } from './auth.js';
 import { guardedConnector } from './connect.js';
-import { UpstreamError } from './errors.js';
+import { toUpstreamError, UpstreamError } from './errors.js';
 
 /** Settings for one upstream client. */
 export interface UpstreamClientOptions {
@@ -126,7 +126,7 @@ export class UpstreamClient {
       try {
         data = await request(url, { dispatcher: this.dispatcher, method: req.method, headers, signal: req.signal });
       } catch (err) {
-        const error = toUpstreamError(this.name, err);
+        const error = toUpstreamError(this.name, err, 'upstream');
         if (error instanceof UpstreamError) this.options.onFailure?.(error.failure);
         throw error;
       }
@@ -147,18 +147,9 @@ export class UpstreamClient {
   }
 }
 
+/** Connection failures and timeouts may pass; a rejected certificate will be rejected again. */
 function isRetryableError(err: unknown): boolean {
   return err instanceof UpstreamError && (err.failure === 'unreachable' || err.failure === 'timeout');
-}
-
-function toUpstreamError(upstream: string, err: unknown): Error {
-  if (err instanceof UpstreamError) return err;
-  const code = (err as { code?: string }).code ?? '';
-  if ((err as Error).name === 'AbortError') return err as Error;
-  if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-    return new UpstreamError(upstream, 'timeout', `upstream timed out (${code})`, { cause: err });
-  }
-  return new UpstreamError(upstream, 'unreachable', `upstream unreachable: ${(err as Error).message}`, { cause: err });
 }
 
 function backoff(attempt: number): number {

@@ -131,7 +131,7 @@ describe('clients with regmirror as HTTPS proxy', () => {
   });
 
   it('keeps verifying upstream certificates: an untrusted one fails the pull', async () => {
-    // regmirror answers 502 UPSTREAM_UNAVAILABLE ("unable to verify the first certificate"): no request reached quay.io.
+    // regmirror answers 502 UPSTREAM_UNAVAILABLE ("upstream quay.io: TLS certificate rejected"): no request reached quay.io.
     await expect(skopeo(['inspect', '--raw', 'docker://quay.io/team/tool:1.0'])).rejects.toThrow(/502 Bad Gateway/);
     expect(relays['quay.io'].count()).toBe(0);
   });

@@ -206,19 +206,21 @@ describe('upstream certificates', () => {
   let front: TlsFront;
   afterAll(async () => front?.stop());
 
-  it('are verified: an upstream whose certificate this process does not trust is an error, not a pull', async () => {
+  it('are verified: an upstream whose certificate this process does not trust is an error of its own, not a pull, and not retried', async () => {
     const untrusted = await createCa({ commonName: 'untrusted upstream CA', days: 2 });
     front = await startTlsFront(relays['ghcr.io'].url, await issueServerCertificate(untrusted, { names: ['127.0.0.1'], days: 1 }));
     const log = captureLog();
-    const open = await start({ upstreams: { 'quay.io': { url: front.url, retries: 0 } }, proxy: { caCert: ca.caCert, caKey: ca.caKey }, logStream: log.stream });
+    const open = await start({ upstreams: { 'quay.io': { url: front.url, retries: 2 } }, proxy: { caCert: ca.caCert, caKey: ca.caKey }, logStream: log.stream });
     relays['ghcr.io'].reset();
     const proxy = throughProxy(open.proxyHost!, caPem);
     const answer = await get(`https://quay.io/v2/${tool.repo}/manifests/${tool.tag}`, proxy);
     expect(answer.status).toBe(502);
-    expect(JSON.parse(answer.body.toString())).toEqual({ errors: [{ code: 'UPSTREAM_UNAVAILABLE', message: 'upstream quay.io: unreachable' }] });
+    expect(JSON.parse(answer.body.toString())).toEqual({ errors: [{ code: 'UPSTREAM_UNAVAILABLE', message: 'upstream quay.io: TLS certificate rejected' }] });
     const failure = log.entries.find((entry) => entry.msg === 'upstream failed');
     expect((failure?.err as { message?: string } | undefined)?.message).toContain('unable to verify the first certificate');
     expect(relays['ghcr.io'].count()).toBe(0);
+    // Asked once: two retries would have counted three.
+    expect((await get(`${open.url}/metrics`)).body.toString()).toContain('regmirror_upstream_errors_total{upstream="quay.io",failure="tls"} 1\n');
     await proxy.close();
   });
 });
