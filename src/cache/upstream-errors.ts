@@ -38,11 +38,7 @@ export function errorForStatus(res: UpstreamResponse, upstream: string, notFound
   const status = res.status;
   if (status === 404) return new RegistryError(notFound, `not found on ${upstream}`);
   if (status === 401 || status === 403) return upstreamFailure('DENIED', upstream, 'access denied', { detail: { upstreamStatus: status } });
-  if (status === 429) {
-    const retryAfter = res.headers['retry-after'];
-    const headers: Record<string, string> = typeof retryAfter === 'string' ? { 'retry-after': retryAfter } : {};
-    return upstreamFailure('TOOMANYREQUESTS', upstream, 'rate limited', { headers });
-  }
+  if (status === 429) return rateLimited(upstream, res.headers['retry-after']);
   if (status === 416) return new RegistryError('RANGE_INVALID', 'range not satisfiable');
   const detail = { upstreamStatus: status };
   // Any other 4xx is upstream refusing this request, which cached content must not paper over.
@@ -50,9 +46,16 @@ export function errorForStatus(res: UpstreamResponse, upstream: string, notFound
   return upstreamFailure('UPSTREAM_UNAVAILABLE', upstream, `answered HTTP status ${status}`, { detail });
 }
 
+/** A 429 from `upstream` (or its token service), passing its Retry-After on to the client. */
+function rateLimited(upstream: string, retryAfter: string | string[] | undefined, cause?: unknown): RegistryError {
+  const headers: Record<string, string> = typeof retryAfter === 'string' ? { 'retry-after': retryAfter } : {};
+  return upstreamFailure('TOOMANYREQUESTS', upstream, 'rate limited', { headers, cause });
+}
+
 const FAILURE_ANSWER: Record<UpstreamFailure, { code: ErrorCode; category: string }> = {
   unreachable: { code: 'UPSTREAM_UNAVAILABLE', category: 'unreachable' },
   timeout: { code: 'UPSTREAM_TIMEOUT', category: 'timed out' },
+  unavailable: { code: 'UPSTREAM_UNAVAILABLE', category: 'token service unavailable' },
   auth: { code: 'DENIED', category: 'authentication failed' },
   protocol: { code: 'UPSTREAM_UNAVAILABLE', category: 'protocol error' },
   // An outage, not a refusal: what the cache holds came over a certificate that was trusted then,
@@ -64,6 +67,7 @@ const FAILURE_ANSWER: Record<UpstreamFailure, { code: ErrorCode; category: strin
 export function errorForFailure(err: unknown, upstream: string): RegistryError {
   if (err instanceof RegistryError) return err;
   if (err instanceof UpstreamError) {
+    if (err.answer?.status === 429) return rateLimited(upstream, err.answer.retryAfter, err);
     const { code, category } = FAILURE_ANSWER[err.failure];
     return upstreamFailure(code, upstream, category, { cause: err });
   }

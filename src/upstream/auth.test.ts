@@ -1,25 +1,28 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { MockAgent } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseChallenge } from './auth.js';
 import { UpstreamClient } from './client.js';
 
 const credentials = { username: 'user', password: 'secret' };
-let agent: MockAgent | undefined;
+const agents: MockAgent[] = [];
 
 /** A client for `url` whose requests all go to `mock` (undici's own fake dispatcher: no sockets). */
-function clientOf(url: string, mock: MockAgent): UpstreamClient {
-  return new UpstreamClient({ name: 'test', url, credentials, timeouts: { connect: 1_000, headers: 1_000, idle: 1_000 }, retries: 0, dispatcher: mock });
+function clientOf(url: string, mock: MockAgent, retries = 0): UpstreamClient {
+  return new UpstreamClient({ name: 'test', url, credentials, timeouts: { connect: 1_000, headers: 1_000, idle: 1_000 }, retries, dispatcher: mock });
 }
 
 function mockAgent(): MockAgent {
-  agent = new MockAgent();
+  const agent = new MockAgent();
   agent.disableNetConnect();
+  agents.push(agent);
   return agent;
 }
 
 afterEach(async () => {
-  await agent?.close();
-  agent = undefined;
+  await Promise.all(agents.splice(0).map((agent) => agent.close()));
+  vi.restoreAllMocks();
 });
 
 describe('parseChallenge', () => {
@@ -62,5 +65,73 @@ describe('upstream credentials', () => {
     mock.get('https://registry.example').intercept({ path: '/v2/team/app/manifests/v1' }).reply(401, '', { headers: { 'www-authenticate': 'Bearer realm="https://auth.example/token",service="r"' } });
     mock.get('https://auth.example').intercept({ path: /^\/token/ }).reply(200, JSON.stringify({ token: 'x'.repeat(100_000) }));
     await expect(clientOf('https://registry.example', mock).request({ method: 'GET', path: '/v2/team/app/manifests/v1', repository: 'team/app' })).rejects.toThrow(/without a token/);
+  });
+});
+
+describe('token service failures', () => {
+  const manifest = '/v2/team/app/manifests/v1';
+  const pull = { method: 'GET', path: manifest, repository: 'team/app' } as const;
+
+  /** A mock registry that challenges for https://auth.example/token, then serves the manifest to a bearer. */
+  function challengingRegistry(): MockAgent {
+    const mock = mockAgent();
+    const registry = mock.get('https://registry.example');
+    registry.intercept({ path: manifest }).reply(401, '', { headers: { 'www-authenticate': 'Bearer realm="https://auth.example/token",service="r"' } });
+    registry.intercept({ path: manifest, headers: { authorization: 'Bearer t' } }).reply(200, '{}');
+    return mock;
+  }
+  const tokenService = (mock: MockAgent) => mock.get('https://auth.example').intercept({ path: /^\/token/ });
+
+  it('are an outage when it answers 5xx or 429: retried as the registry\'s own would be', async () => {
+    for (const status of [503, 429]) {
+      const mock = challengingRegistry();
+      tokenService(mock).reply(status, '');
+      tokenService(mock).reply(200, JSON.stringify({ token: 't' }));
+      const res = await clientOf('https://registry.example', mock, 1).request(pull);
+      expect(res.status, String(status)).toBe(200);
+      expect(mock.pendingInterceptors(), String(status)).toEqual([]);
+    }
+  });
+
+  it('wait for the Retry-After of a 429, or give up at once when it is longer than the client waits', async () => {
+    const mock = challengingRegistry();
+    tokenService(mock).reply(429, '', { headers: { 'retry-after': '1' } });
+    tokenService(mock).reply(200, JSON.stringify({ token: 't' }));
+    const started = performance.now();
+    expect((await clientOf('https://registry.example', mock, 1).request(pull)).status).toBe(200);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1_000);
+
+    const longer = challengingRegistry();
+    tokenService(longer).reply(429, '', { headers: { 'retry-after': '60' } });
+    await expect(clientOf('https://registry.example', longer, 1).request(pull)).rejects.toMatchObject({ failure: 'unavailable', answer: { status: 429, retryAfter: '60' } });
+  });
+
+  it('stay refused credentials when it answers 401 or 403: not retried', async () => {
+    for (const status of [401, 403]) {
+      const mock = challengingRegistry();
+      tokenService(mock).reply(status, '');
+      await expect(clientOf('https://registry.example', mock, 1).request(pull), String(status)).rejects.toMatchObject({ failure: 'auth' });
+    }
+  });
+
+  it('are a timeout when it does not answer in time, or stops sending its reply', async () => {
+    const timeout = AbortSignal.timeout.bind(AbortSignal);
+    vi.spyOn(AbortSignal, 'timeout').mockImplementation(() => timeout(200)); // instead of 30 s
+    const server = createServer((req, res) => {
+      if (req.url?.includes('body')) res.writeHead(200, { 'content-type': 'application/json' }).write('{"tok');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      for (const path of ['/head', '/body']) {
+        const mock = mockAgent();
+        mock.enableNetConnect('127.0.0.1:' + port);
+        mock.get('http://registry.example').intercept({ path: manifest }).reply(401, '', { headers: { 'www-authenticate': `Bearer realm="http://127.0.0.1:${port}${path}"` } });
+        await expect(clientOf('http://registry.example', mock).request(pull), path).rejects.toMatchObject({ failure: 'timeout' });
+      }
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

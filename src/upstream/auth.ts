@@ -7,7 +7,7 @@
 import { request, type Dispatcher } from 'undici';
 import { basicToken, type Credentials } from '../config/credentials.js';
 import { readUpTo } from './body.js';
-import { toUpstreamError, UpstreamError } from './errors.js';
+import { isTimeout, toUpstreamError, UpstreamError } from './errors.js';
 
 /** A parsed `WWW-Authenticate` challenge. */
 export interface Challenge {
@@ -122,10 +122,20 @@ export class UpstreamAuth {
     }
     if (res.statusCode !== 200) {
       await res.body.dump();
-      throw new UpstreamError(this.upstream, 'auth', `token service answered ${res.statusCode}`);
+      const message = `token service answered ${res.statusCode}`;
+      // Down or busy, as the registry itself can be: an outage, not refused credentials.
+      if (res.statusCode >= 500 || res.statusCode === 429) {
+        const retryAfter = res.headers['retry-after'];
+        const answer = { status: res.statusCode, retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined };
+        throw new UpstreamError(this.upstream, 'unavailable', message, { answer });
+      }
+      throw new UpstreamError(this.upstream, 'auth', message);
     }
-    // Too long, cut or not JSON: no token.
-    const reply = await readUpTo(res.body, MAX_TOKEN_REPLY_BYTES).catch(() => undefined);
+    // Too long, cut or not JSON: no token; out of time: a timeout.
+    const reply = await readUpTo(res.body, MAX_TOKEN_REPLY_BYTES).catch((err: unknown) => {
+      if (isTimeout(err)) throw toUpstreamError(this.upstream, err, 'token service');
+      return undefined;
+    });
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown } = {};
     try {
       if (reply) body = JSON.parse(reply.toString('utf8')) as typeof body;

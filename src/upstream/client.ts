@@ -2,7 +2,7 @@
  * The HTTP client for one upstream registry: a keep-alive pool, the auth challenge flow, redirects
  * to blob CDNs (followed without credentials, and for a public upstream only to public addresses:
  * see connect.ts), timeouts, and retries with backoff for idempotent requests on connection
- * errors, 5xx and 429 (honouring Retry-After).
+ * errors, timeouts, and 5xx and 429 from the registry or its token service (honouring Retry-After).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
@@ -79,7 +79,9 @@ export class UpstreamClient {
         res = await this.authorized(req);
       } catch (err) {
         if (last || !isRetryableError(err) || req.signal?.aborted) throw err;
-        await sleep(backoff(attempt), undefined, { signal: req.signal });
+        const wait = retryAfterMs(err.answer?.retryAfter) ?? backoff(attempt);
+        if (wait > maxWait) throw err;
+        await sleep(wait, undefined, { signal: req.signal });
         continue;
       }
       if (last || !RETRYABLE_STATUS.has(res.status)) return res;
@@ -147,9 +149,9 @@ export class UpstreamClient {
   }
 }
 
-/** Connection failures and timeouts may pass; a rejected certificate will be rejected again. */
-function isRetryableError(err: unknown): boolean {
-  return err instanceof UpstreamError && (err.failure === 'unreachable' || err.failure === 'timeout');
+/** Connection failures, timeouts and a token service's outage may pass; a rejected certificate will be rejected again. */
+function isRetryableError(err: unknown): err is UpstreamError {
+  return err instanceof UpstreamError && (err.failure === 'unreachable' || err.failure === 'timeout' || err.failure === 'unavailable');
 }
 
 function backoff(attempt: number): number {

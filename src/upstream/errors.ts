@@ -1,18 +1,29 @@
 /** Failures talking to an upstream registry, shaped for the cache's stale-serving decisions. */
 
-/** Why an upstream could not give an answer. */
-export type UpstreamFailure = 'unreachable' | 'timeout' | 'tls' | 'auth' | 'protocol';
+/**
+ * Why an upstream could not give an answer. `unavailable`: its token service answered 5xx or 429
+ * (the registry's own such answers reach the caller as responses).
+ */
+export type UpstreamFailure = 'unreachable' | 'timeout' | 'unavailable' | 'tls' | 'auth' | 'protocol';
+
+/** The status of an `unavailable` answer, and its Retry-After. */
+export interface OutageAnswer {
+  status: number;
+  retryAfter: string | undefined;
+}
 
 /** An upstream that did not answer usefully (network, timeout, certificate, token service, malformed reply). */
 export class UpstreamError extends Error {
   override name = 'UpstreamError';
+  readonly answer: OutageAnswer | undefined;
   constructor(
     readonly upstream: string,
     readonly failure: UpstreamFailure,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; answer?: OutageAnswer },
   ) {
     super(message, options);
+    this.answer = options?.answer;
   }
 }
 
@@ -34,11 +45,15 @@ export function toUpstreamError(upstream: string, err: unknown, from: string): E
   if (err instanceof UpstreamError) return err;
   const code = (err as { code?: unknown }).code;
   if ((err as Error).name === 'AbortError') return err as Error;
-  if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-    return new UpstreamError(upstream, 'timeout', `${from} timed out (${code})`, { cause: err });
-  }
+  if (isTimeout(err)) return new UpstreamError(upstream, 'timeout', `${from} timed out: ${(err as Error).message}`, { cause: err });
   if (typeof code === 'string' && (code.startsWith('CERT_') || CERTIFICATE_REJECTED.has(code))) {
     return new UpstreamError(upstream, 'tls', `${from} certificate rejected: ${(err as Error).message}`, { cause: err });
   }
   return new UpstreamError(upstream, 'unreachable', `${from} unreachable: ${(err as Error).message}`, { cause: err });
+}
+
+/** True for the pool's timeouts and for an `AbortSignal.timeout` that fired. */
+export function isTimeout(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || (err as Error).name === 'TimeoutError';
 }
