@@ -11,6 +11,7 @@ describe('a failure of the upstream client', () => {
     const rejected = failure('tls');
     const answer = errorForFailure(rejected, 'quay.io');
     expect([answer.status, answer.code, answer.message, answer.cause]).toEqual([502, 'UPSTREAM_UNAVAILABLE', 'upstream quay.io: TLS certificate rejected', rejected]);
+    expect(errorForFailure(failure('redirect-refused'), 'quay.io').message).toBe('upstream quay.io: redirect refused');
   });
 
   it('tells a token service that is down from one that is busy, passing its Retry-After on', () => {
@@ -21,8 +22,8 @@ describe('a failure of the upstream client', () => {
   });
 
   it('lets stale content be served when it is an outage (a rejected certificate is one), never for refused credentials', () => {
-    const stale = (['unreachable', 'timeout', 'tls', 'protocol', 'auth'] as const).filter((kind) => isUnavailable(failure(kind)));
-    expect(stale).toEqual(['unreachable', 'timeout', 'tls', 'protocol']);
+    const stale = (['unreachable', 'timeout', 'tls', 'redirect-refused', 'protocol', 'auth'] as const).filter((kind) => isUnavailable(failure(kind)));
+    expect(stale).toEqual(['unreachable', 'timeout', 'tls', 'redirect-refused', 'protocol']);
     expect([isUnavailable(tokenServiceAnswered(503)), isUnavailable(tokenServiceAnswered(429))]).toEqual([true, true]);
   });
 });

@@ -57,6 +57,8 @@ const FAILURE_ANSWER: Record<UpstreamFailure, { code: ErrorCode; category: strin
   timeout: { code: 'UPSTREAM_TIMEOUT', category: 'timed out' },
   unavailable: { code: 'UPSTREAM_UNAVAILABLE', category: 'token service unavailable' },
   auth: { code: 'DENIED', category: 'authentication failed' },
+  // Where upstream now sends the mirror has no bearing on what it sent before: stale content may be served.
+  'redirect-refused': { code: 'UPSTREAM_UNAVAILABLE', category: 'redirect refused' },
   protocol: { code: 'UPSTREAM_UNAVAILABLE', category: 'protocol error' },
   // An outage, not a refusal: what the cache holds came over a certificate that was trusted then,
   // so it is served stale while the upstream's certificate fails (expired, replaced, intercepted).

@@ -53,7 +53,7 @@ function clientAnswered(upstreamAddress: string, status: number, headers: Record
 }
 
 const redirectedClient = (upstreamAddress: string, location: string): UpstreamClient => clientAnswered(upstreamAddress, 307, { location });
-const refusal = { name: 'UpstreamError', failure: 'protocol', message: expect.stringContaining('leads only to non-public addresses') };
+const refusal = { name: 'UpstreamError', failure: 'redirect-refused', message: expect.stringContaining('leads only to non-public addresses') };
 
 describe('hosts other than the upstream\'s own', () => {
   it('that a public upstream redirects to are dialled only at public addresses, by name or by IP address', async () => {

@@ -50,7 +50,7 @@ export function guardedConnector({ upstream, url, connectTimeoutMs, resolve = re
     if (upstreamAddresses.every((a) => addressScope(a.address) !== 'public')) return addresses;
     if (publicOnes.length === 0) {
       const listed = addresses.map((a) => a.address).join(', ');
-      throw new UpstreamError(upstream, 'protocol', `${hostname} refused: it leads only to non-public addresses (${listed}) and upstream ${upstream} is public`);
+      throw new UpstreamError(upstream, 'redirect-refused', `${hostname} refused: it leads only to non-public addresses (${listed}) and upstream ${upstream} is public`);
     }
     return publicOnes;
   };

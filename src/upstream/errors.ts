@@ -2,9 +2,10 @@
 
 /**
  * Why an upstream could not give an answer. `unavailable`: its token service answered 5xx or 429
- * (the registry's own such answers reach the caller as responses).
+ * (the registry's own such answers reach the caller as responses). `redirect-refused`: a hop to an
+ * address it may not send the mirror to (connect.ts); `protocol`: a reply that makes no sense.
  */
-export type UpstreamFailure = 'unreachable' | 'timeout' | 'unavailable' | 'tls' | 'auth' | 'protocol';
+export type UpstreamFailure = 'unreachable' | 'timeout' | 'unavailable' | 'tls' | 'auth' | 'redirect-refused' | 'protocol';
 
 /** The status of an `unavailable` answer, and its Retry-After. */
 export interface OutageAnswer {
