@@ -50,7 +50,7 @@ export class Metrics {
 
   readonly upstreamErrors = new Counter({
     name: 'regmirror_upstream_errors_total',
-    help: 'Upstream requests that got no usable answer: unreachable, timeout, tls, auth, redirect-refused, protocol, or a 5xx/429 status',
+    help: 'Upstream requests (token requests included) that got no usable answer: unreachable, timeout, tls, redirect-refused, unavailable, auth, protocol, or a 5xx/429 status',
     labelNames: ['upstream', 'failure'] as const,
     registers: [this.registry],
   });

@@ -3,14 +3,14 @@ import type { AddressInfo } from 'node:net';
 import { MockAgent } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseChallenge } from './auth.js';
-import { UpstreamClient } from './client.js';
+import { UpstreamClient, type UpstreamClientOptions } from './client.js';
 
 const credentials = { username: 'user', password: 'secret' };
 const agents: MockAgent[] = [];
 
 /** A client for `url` whose requests all go to `mock` (undici's own fake dispatcher: no sockets). */
-function clientOf(url: string, mock: MockAgent, retries = 0): UpstreamClient {
-  return new UpstreamClient({ name: 'test', url, credentials, timeouts: { connect: 1_000, headers: 1_000, idle: 1_000 }, retries, dispatcher: mock });
+function clientOf(url: string, mock: MockAgent, options: Partial<UpstreamClientOptions> = {}): UpstreamClient {
+  return new UpstreamClient({ name: 'test', url, credentials, timeouts: { connect: 1_000, headers: 1_000, idle: 1_000 }, retries: 0, dispatcher: mock, ...options });
 }
 
 function mockAgent(): MockAgent {
@@ -87,7 +87,7 @@ describe('token service failures', () => {
       const mock = challengingRegistry();
       tokenService(mock).reply(status, '');
       tokenService(mock).reply(200, JSON.stringify({ token: 't' }));
-      const res = await clientOf('https://registry.example', mock, 1).request(pull);
+      const res = await clientOf('https://registry.example', mock, { retries: 1 }).request(pull);
       expect(res.status, String(status)).toBe(200);
       expect(mock.pendingInterceptors(), String(status)).toEqual([]);
     }
@@ -98,19 +98,19 @@ describe('token service failures', () => {
     tokenService(mock).reply(429, '', { headers: { 'retry-after': '1' } });
     tokenService(mock).reply(200, JSON.stringify({ token: 't' }));
     const started = performance.now();
-    expect((await clientOf('https://registry.example', mock, 1).request(pull)).status).toBe(200);
+    expect((await clientOf('https://registry.example', mock, { retries: 1 }).request(pull)).status).toBe(200);
     expect(performance.now() - started).toBeGreaterThanOrEqual(1_000);
 
     const longer = challengingRegistry();
     tokenService(longer).reply(429, '', { headers: { 'retry-after': '60' } });
-    await expect(clientOf('https://registry.example', longer, 1).request(pull)).rejects.toMatchObject({ failure: 'unavailable', answer: { status: 429, retryAfter: '60' } });
+    await expect(clientOf('https://registry.example', longer, { retries: 1 }).request(pull)).rejects.toMatchObject({ failure: 'unavailable', answer: { status: 429, retryAfter: '60' } });
   });
 
   it('stay refused credentials when it answers 401 or 403: not retried', async () => {
     for (const status of [401, 403]) {
       const mock = challengingRegistry();
       tokenService(mock).reply(status, '');
-      await expect(clientOf('https://registry.example', mock, 1).request(pull), String(status)).rejects.toMatchObject({ failure: 'auth' });
+      await expect(clientOf('https://registry.example', mock, { retries: 1 }).request(pull), String(status)).rejects.toMatchObject({ failure: 'auth' });
     }
   });
 
@@ -133,5 +133,22 @@ describe('token service failures', () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+});
+
+describe('token requests that fail', () => {
+  it('are observed once each, by kind, however many requests shared them', async () => {
+    const mock = mockAgent();
+    const manifest = '/v2/team/app/manifests/v1';
+    mock.get('https://registry.example').intercept({ path: manifest }).reply(401, '', { headers: { 'www-authenticate': 'Bearer realm="https://auth.example/token"' } }).times(3);
+    const tokenService = mock.get('https://auth.example');
+    tokenService.intercept({ path: /^\/token/ }).reply(503, '').delay(100); // both pulls join it
+    tokenService.intercept({ path: /^\/token/ }).reply(401, '');
+    const failures: string[] = [];
+    const client = clientOf('https://registry.example', mock, { onFailure: (failure) => failures.push(failure) });
+    const pull = (): Promise<unknown> => client.request({ method: 'GET', path: manifest, repository: 'team/app' });
+    await expect(Promise.all([pull(), pull()])).rejects.toMatchObject({ failure: 'unavailable' });
+    await expect(pull()).rejects.toMatchObject({ failure: 'auth' });
+    expect(failures).toEqual(['unavailable', 'auth']);
   });
 });

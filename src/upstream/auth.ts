@@ -7,7 +7,7 @@
 import { request, type Dispatcher } from 'undici';
 import { basicToken, type Credentials } from '../config/credentials.js';
 import { readUpTo } from './body.js';
-import { isTimeout, toUpstreamError, UpstreamError } from './errors.js';
+import { isTimeout, toUpstreamError, UpstreamError, type UpstreamFailure } from './errors.js';
 
 /** A parsed `WWW-Authenticate` challenge. */
 export interface Challenge {
@@ -59,6 +59,8 @@ export class UpstreamAuth {
     private readonly base: URL,
     private readonly credentials: Credentials | undefined,
     private readonly dispatcher: Dispatcher,
+    /** Observes each token request that failed (with its kind), once however many requests shared it. */
+    private readonly onFailure?: (failure: UpstreamFailure) => void,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -90,7 +92,12 @@ export class UpstreamAuth {
   private fetchToken(scope: string): Promise<string> {
     let pending = this.pending.get(scope);
     if (!pending) {
-      pending = this.requestToken(scope).finally(() => this.pending.delete(scope));
+      pending = this.requestToken(scope)
+        .catch((err: unknown) => {
+          if (err instanceof UpstreamError) this.onFailure?.(err.failure);
+          throw err;
+        })
+        .finally(() => this.pending.delete(scope));
       this.pending.set(scope, pending);
     }
     return pending;

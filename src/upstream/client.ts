@@ -22,7 +22,7 @@ export interface UpstreamClientOptions {
   maxRetryWaitMs?: number;
   /** Observes every upstream response (metrics, rate-limit headers). */
   onResponse?: (info: { method: string; status: number; durationMs: number; headers: Dispatcher.ResponseData['headers'] }) => void;
-  /** Observes every request that got no response (connection error, timeout). */
+  /** Observes every request that got no response (connection error, timeout, certificate, refused hop), and every failed token request. */
   onFailure?: (failure: UpstreamError['failure']) => void;
   /** The connection pool to send through (default: a keep-alive pool with the timeouts above, dialling as connect.ts says). */
   dispatcher?: Dispatcher;
@@ -66,7 +66,7 @@ export class UpstreamClient {
       keepAliveTimeout: 30_000,
       connections: 128,
     });
-    this.auth = new UpstreamAuth(options.name, this.base, options.credentials, this.dispatcher);
+    this.auth = new UpstreamAuth(options.name, this.base, options.credentials, this.dispatcher, options.onFailure);
   }
 
   /** Sends a request, authenticating, following redirects and retrying as the class comment says. */

@@ -42,14 +42,14 @@ function dnsWith(upstreamAddress: string): Resolver {
 /**
  * A client of https://registry.example, which `upstreamAddress` is said to be, whose blob answers
  * with `status` and `headers`. The upstream is undici's MockAgent; a connection to any other host
- * is real, opened by the guarded connector.
+ * is real, opened by the guarded connector. `failures` receives what the client observes.
  */
-function clientAnswered(upstreamAddress: string, status: number, headers: Record<string, string>): UpstreamClient {
+function clientAnswered(upstreamAddress: string, status: number, headers: Record<string, string>, failures: string[] = []): UpstreamClient {
   const url = 'https://registry.example';
   const agent = new MockAgent({ connect: guardedConnector({ upstream: 'test', url: new URL(url), connectTimeoutMs: 1_000, resolve: dnsWith(upstreamAddress) }) });
   agents.push(agent);
   agent.get(url).intercept({ path: BLOB_PATH }).reply(status, '', { headers });
-  return new UpstreamClient({ name: 'test', url, timeouts: { connect: 1_000, headers: 1_000, idle: 1_000 }, retries: 0, dispatcher: agent });
+  return new UpstreamClient({ name: 'test', url, timeouts: { connect: 1_000, headers: 1_000, idle: 1_000 }, retries: 0, dispatcher: agent, onFailure: (failure) => failures.push(failure) });
 }
 
 const redirectedClient = (upstreamAddress: string, location: string): UpstreamClient => clientAnswered(upstreamAddress, 307, { location });
@@ -70,11 +70,12 @@ describe('hosts other than the upstream\'s own', () => {
     expect(reached).toBe(0);
   });
 
-  it('include the token service a public upstream names', async () => {
+  it('include the token service a public upstream names, whose refusal is observed like a redirect\'s', async () => {
     const challenge = `Bearer realm="https://cdn.example:${internalPort}/token",service="registry"`;
-    const request = clientAnswered('93.184.215.14', 401, { 'www-authenticate': challenge }).request({ method: 'GET', path: BLOB_PATH, repository: 'team/app' });
+    const failures: string[] = [];
+    const request = clientAnswered('93.184.215.14', 401, { 'www-authenticate': challenge }, failures).request({ method: 'GET', path: BLOB_PATH, repository: 'team/app' });
     await expect(request).rejects.toMatchObject(refusal);
-    expect(reached).toBe(0);
+    expect([reached, failures]).toEqual([0, ['redirect-refused']]);
   });
 
   it('that an upstream on a private network redirects to may be on a private network too', async () => {

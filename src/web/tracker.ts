@@ -36,7 +36,7 @@ export interface UpstreamEvents {
   health: Health;
   /** Epoch ms of the last usable answer, or null. */
   lastSuccessAt: number | null;
-  /** The last failure: `unreachable`, `timeout`, `tls`, `redirect-refused`, `protocol`, or the status (`503`, `429`…), with its time. */
+  /** The last failure: a failure kind (`unreachable`, `timeout`, `tls`, `unavailable`, `auth`...), or the status (`503`, `429`…), with its time. */
   lastFailure: { at: number; failure: string } | null;
 }
 
