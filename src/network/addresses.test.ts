@@ -22,8 +22,8 @@ describe('address lists', () => {
 });
 
 describe('addressScope', () => {
-  it('finds this machine and its metadata services: loopback, unspecified, link-local, its own interfaces', () => {
-    for (const local of ['127.0.0.1', '127.9.9.9', '0.0.0.0', '::1', '::', '::ffff:127.0.0.1', '169.254.169.254', 'fe80::1', 'fd00:ec2::254', '64:ff9b::a9fe:a9fe']) {
+  it('finds this machine, its link and the cloud metadata services: loopback, unspecified, link-local, its own interfaces', () => {
+    for (const local of ['127.0.0.1', '127.9.9.9', '0.0.0.0', '::1', '::', '::ffff:127.0.0.1', '169.254.169.254', 'fe80::1', 'fd00:ec2::254', '100.100.100.200', '64:ff9b::a9fe:a9fe']) {
       expect([local, addressScope(local)]).toEqual([local, 'local']);
     }
     const own = Object.values(networkInterfaces()).flatMap((list) => list ?? []).filter((i) => !i.internal).map((i) => i.address);

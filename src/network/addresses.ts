@@ -26,14 +26,15 @@ export function listHas(list: BlockList, address: string): boolean {
 }
 
 /**
- * Where an address leads: `local` is this machine (loopback, unspecified, its own interfaces) and
- * what only it can reach on its link (link-local, the cloud metadata services at 169.254.169.254
- * and fd00:ec2::254); `private` is any other address the internet cannot reach (RFC 1918, shared,
- * unique-local, reserved, documentation, multicast); `public` is the rest.
+ * Where an address leads: `local` is this machine (loopback, unspecified, its own interfaces), what
+ * only it can reach on its link (link-local), and the cloud metadata services, which answer each
+ * machine about itself (169.254.169.254; AWS's fd00:ec2::254, unique-local; Alibaba's
+ * 100.100.100.200, in the shared range); `private` is any other address the internet cannot reach
+ * (RFC 1918, shared, unique-local, reserved, documentation, multicast); `public` is the rest.
  */
 export type AddressScope = 'public' | 'private' | 'local';
 
-const LOCAL = cidrList(['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '::/128', '::1/128', 'fe80::/10', 'fd00:ec2::254/128']);
+const LOCAL = cidrList(['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '100.100.100.200/32', '::/128', '::1/128', 'fe80::/10', 'fd00:ec2::254/128']);
 
 const PRIVATE = cidrList([
   '10.0.0.0/8', '100.64.0.0/10', '172.16.0.0/12', '192.0.0.0/24', '192.0.2.0/24', '192.168.0.0/16',

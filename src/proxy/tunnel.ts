@@ -2,7 +2,7 @@
  * Tunnels: a TCP connection to the host a client named, bytes passed through untouched. The name is
  * resolved once and that very address is dialled; a host the operator did not list may not lead to
  * this machine (loopback, unspecified, any of its own interfaces' addresses: the admin port, a local
- * Redis) nor to what only it can reach on its link (a cloud metadata service).
+ * Redis) nor to what only it can reach (link-local addresses, a cloud metadata service).
  */
 import { lookup } from 'node:dns/promises';
 import { connect, type Socket } from 'node:net';
