@@ -1,7 +1,20 @@
-import { networkInterfaces } from 'node:os';
-import { describe, expect, it } from 'vitest';
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isCidr } from '../config/units.js';
 import { addressScope, cidrList, listHas } from './addresses.js';
+
+/** The machine's real interfaces, plus `added` ones; `reads` counts the calls. */
+const interfaces = vi.hoisted(() => ({ added: [] as NetworkInterfaceInfo[], reads: 0 }));
+vi.mock('node:os', async (importOriginal) => {
+  const os = await importOriginal<typeof import('node:os')>();
+  return {
+    ...os,
+    networkInterfaces: () => {
+      interfaces.reads++;
+      return { ...os.networkInterfaces(), test0: interfaces.added };
+    },
+  };
+});
 
 describe('address lists', () => {
   it('matches IPv4, IPv6 and IPv4-mapped addresses against CIDRs', () => {
@@ -38,5 +51,25 @@ describe('addressScope', () => {
     for (const address of ['8.8.8.8', '172.32.0.1', '1.1.1.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '64:ff9b::808:808']) {
       expect([address, addressScope(address)]).toEqual([address, 'public']);
     }
+  });
+});
+
+describe('this machine\'s addresses', () => {
+  beforeEach(() => vi.useFakeTimers({ toFake: ['performance'] }));
+  afterEach(() => {
+    interfaces.added = [];
+    vi.useRealTimers();
+  });
+
+  it('are read once for many checks, and again two seconds later, when a new interface address counts as local', () => {
+    vi.advanceTimersByTime(60_000); // what earlier tests read is old by now
+    const before = interfaces.reads;
+    for (const address of ['10.9.8.7', '8.8.8.8', '192.168.1.1', '::1']) addressScope(address);
+    expect(interfaces.reads - before).toBe(1);
+    interfaces.added = [{ address: '10.9.8.7', netmask: '255.255.255.0', family: 'IPv4', mac: '02:00:00:00:00:01', internal: false, cidr: '10.9.8.7/24' }];
+    expect(addressScope('10.9.8.7')).toBe('private'); // not read yet
+    vi.advanceTimersByTime(2_000);
+    expect(addressScope('10.9.8.7')).toBe('local');
+    expect(interfaces.reads - before).toBe(2);
   });
 });

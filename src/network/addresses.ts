@@ -52,9 +52,22 @@ export function addressScope(address: string): AddressScope {
   return listHas(PRIVATE, address) ? 'private' : 'public';
 }
 
-/** This machine's addresses, read at each call: interfaces come and go (DHCP, VPNs, containers). */
+/** How long this machine's addresses, once read, stand for its interfaces. */
+const OWN_ADDRESSES_TTL_MS = 2_000;
+
+let ownAddressesRead: { list: BlockList; until: number } | undefined;
+
+/**
+ * This machine's addresses. Interfaces come and go (DHCP, VPNs, containers), so they are read again
+ * after a couple of seconds; not at every call, which comes for each address of every connection.
+ */
 function ownAddresses(): BlockList {
-  return cidrList(Object.values(networkInterfaces()).flatMap((list) => list ?? []).map((i) => i.address));
+  const now = performance.now();
+  if (!ownAddressesRead || now >= ownAddressesRead.until) {
+    const addresses = Object.values(networkInterfaces()).flatMap((list) => list ?? []).map((i) => i.address);
+    ownAddressesRead = { list: cidrList(addresses), until: now + OWN_ADDRESSES_TTL_MS };
+  }
+  return ownAddressesRead.list;
 }
 
 /** The IPv4 address in the last 32 bits of an IPv6 address. */
