@@ -1,9 +1,10 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
+import { pino } from 'pino';
 import { MockAgent } from 'undici';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UpstreamClient } from './client.js';
-import { guardedConnector, type Resolver } from './connect.js';
+import { guardedConnector, type GuardedConnectorOptions, type Resolver } from './connect.js';
 
 const BLOB_PATH = '/v2/team/app/blobs/sha256:' + 'a'.repeat(64);
 /** A server on loopback: what a redirect to this machine would reach. */
@@ -15,6 +16,8 @@ const agents: MockAgent[] = [];
 beforeAll(async () => {
   internal = createServer((_req, res) => {
     reached++;
+    // Each request on a connection of its own: every one goes through the connector.
+    res.setHeader('connection', 'close');
     res.end('internal');
   });
   await new Promise<void>((resolve) => internal.listen(0, '127.0.0.1', resolve));
@@ -29,31 +32,35 @@ afterEach(async () => {
   await Promise.all(agents.splice(0).map((agent) => agent.close()));
 });
 
-/** A DNS that knows the upstream (at `upstreamAddress`) and a CDN name that leads to loopback. */
-function dnsWith(upstreamAddress: string): Resolver {
-  const names: Record<string, string> = { 'registry.example': upstreamAddress, 'cdn.example': '127.0.0.1' };
+/** A DNS that knows `names` and a CDN name that leads to loopback; `asked` gets each name it is asked. */
+function dns(names: Record<string, string[]>, asked: string[] = []): Resolver {
+  const known: Record<string, string[]> = { 'cdn.example': ['127.0.0.1'], ...names };
   return async (hostname) => {
-    const address = names[hostname];
-    if (address === undefined) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' });
-    return [{ address, family: 4 }];
+    asked.push(hostname);
+    const addresses = known[hostname];
+    if (addresses === undefined) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' });
+    return addresses.map((address) => ({ address, family: isIP(address) }));
   };
 }
 
+/** A DNS that knows the upstream, at `upstreamAddresses`, and the CDN name. */
+const dnsWith = (...upstreamAddresses: string[]): Resolver => dns({ 'registry.example': upstreamAddresses });
+
 /**
- * A client of https://registry.example, which `upstreamAddress` is said to be, whose blob answers
- * with `status` and `headers`. The upstream is undici's MockAgent; a connection to any other host
- * is real, opened by the guarded connector. `failures` receives what the client observes.
+ * A client of https://registry.example whose blob answers with `status` and `headers`, dialling as
+ * `dialling` says (default: the upstream at a public address). The upstream is undici's MockAgent;
+ * a connection to any other host is real, opened by the guarded connector.
  */
-function clientAnswered(upstreamAddress: string, status: number, headers: Record<string, string>, failures: string[] = []): UpstreamClient {
+function clientAnswered(status: number, headers: Record<string, string>, dialling: Partial<GuardedConnectorOptions> = {}): UpstreamClient {
   const url = 'https://registry.example';
-  const agent = new MockAgent({ connect: guardedConnector({ upstream: 'test', url: new URL(url), connectTimeoutMs: 1_000, resolve: dnsWith(upstreamAddress) }) });
+  const agent = new MockAgent({ connect: guardedConnector({ upstream: 'test', url: new URL(url), connectTimeoutMs: 1_000, resolve: dnsWith('93.184.215.14'), ...dialling }) });
   agents.push(agent);
-  agent.get(url).intercept({ path: BLOB_PATH }).reply(status, '', { headers });
-  return new UpstreamClient({ name: 'test', url, timeouts: { connect: 1_000, headers: 1_000, idle: 1_000 }, retries: 0, dispatcher: agent, onFailure: (failure) => failures.push(failure) });
+  agent.get(url).intercept({ path: BLOB_PATH }).reply(status, '', { headers }).persist();
+  return new UpstreamClient({ name: 'test', url, timeouts: { connect: 1_000, headers: 1_000, idle: 1_000 }, retries: 0, dispatcher: agent });
 }
 
-const redirectedClient = (upstreamAddress: string, location: string): UpstreamClient => clientAnswered(upstreamAddress, 307, { location });
-const refusal = { name: 'UpstreamError', failure: 'redirect-refused', message: expect.stringContaining('leads only to non-public addresses') };
+const redirectedClient = (upstreamAddress: string, location: string): UpstreamClient => clientAnswered(307, { location }, { resolve: dnsWith(upstreamAddress) });
+const refusal = { name: 'UpstreamError', failure: 'protocol', message: expect.stringContaining('leads only to non-public addresses') };
 
 describe('hosts other than the upstream\'s own', () => {
   it('that a public upstream redirects to are dialled only at public addresses, by name or by IP address', async () => {
@@ -72,8 +79,7 @@ describe('hosts other than the upstream\'s own', () => {
 
   it('include the token service a public upstream names, whose refusal is observed like a redirect\'s', async () => {
     const challenge = `Bearer realm="https://cdn.example:${internalPort}/token",service="registry"`;
-    const failures: string[] = [];
-    const request = clientAnswered('93.184.215.14', 401, { 'www-authenticate': challenge }, failures).request({ method: 'GET', path: BLOB_PATH, repository: 'team/app' });
+    const request = clientAnswered(401, { 'www-authenticate': challenge }).request({ method: 'GET', path: BLOB_PATH, repository: 'team/app' });
     await expect(request).rejects.toMatchObject(refusal);
     expect([reached, failures]).toEqual([0, ['redirect-refused']]);
   });
@@ -83,5 +89,41 @@ describe('hosts other than the upstream\'s own', () => {
       const res = await redirectedClient('10.0.0.5', location).request({ method: 'GET', path: BLOB_PATH });
       expect([res.status, await res.body.text()]).toEqual([200, 'internal']);
     }
+  });
+
+  it('may be on a private network when any address of the upstream\'s own name is (split horizon)', async () => {
+    const client = clientAnswered(307, { location: `http://cdn.example:${internalPort}/blob` }, { resolve: dnsWith('93.184.215.14', '10.0.0.5') });
+    const res = await client.request({ method: 'GET', path: BLOB_PATH });
+    expect([res.status, await res.body.text()]).toEqual([200, 'internal']);
+  });
+
+  it('are judged by the upstream\'s own addresses looked up once per 30 s, not at every connection', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    try {
+      const asked: string[] = [];
+      const client = clientAnswered(307, { location: `http://cdn.example:${internalPort}/blob` }, { resolve: dns({ 'registry.example': ['10.0.0.5'] }, asked) });
+      const pull = async (): Promise<void> => {
+        const res = await client.request({ method: 'GET', path: BLOB_PATH });
+        expect([res.status, await res.body.text()]).toEqual([200, 'internal']);
+      };
+      for (let i = 0; i < 3; i++) await pull();
+      expect(asked.filter((name) => name === 'cdn.example')).toHaveLength(3);
+      expect(asked.filter((name) => name === 'registry.example')).toHaveLength(1);
+      vi.advanceTimersByTime(30_000);
+      await pull();
+      expect(asked.filter((name) => name === 'registry.example')).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('are held to public addresses when the upstream\'s own name does not resolve, and the log says so', async () => {
+    const lines: { msg?: string; host?: string; err?: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const client = clientAnswered(307, { location: `http://cdn.example:${internalPort}/blob` }, { resolve: dns({}), logger });
+    const reachedBefore = reached;
+    await expect(client.request({ method: 'GET', path: BLOB_PATH })).rejects.toMatchObject(refusal);
+    expect(lines).toEqual([expect.objectContaining({ host: 'registry.example', err: 'ENOTFOUND', msg: expect.stringContaining('its own host registry.example did not resolve') })]);
+    expect(reached).toBe(reachedBefore);
   });
 });

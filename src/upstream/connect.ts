@@ -1,15 +1,18 @@
 /**
  * How an upstream's connections are opened. Its own host is dialled as configured. Any other host
  * (where a redirect led, a token service) is dialled only at public addresses, unless the upstream
- * itself is at non-public ones (a registry on the LAN, tests on loopback): so a public registry, or
- * the CDN it redirects to, cannot send the mirror to this machine, the LAN or a cloud metadata
- * service. The rule is applied to the very addresses a connection is opened to, when it is opened,
- * so a name that resolves one way for a check and another way for the connection (DNS rebinding)
- * gains nothing; an IP address in a `Location` is held to it too.
+ * itself is at a non-public one — any of the addresses its own name resolves to (a registry on the
+ * LAN, tests on loopback, a split-horizon name with a public and a LAN address): a public
+ * registry's DNS does not point into the LAN unless whoever controls it controls the upstream anyway.
+ * So a public registry, or the CDN it redirects to, cannot send the mirror to this machine, the LAN
+ * or a cloud metadata service. The rule is applied to the very addresses a connection is opened to,
+ * when it is opened, so a name that resolves one way for a check and another way for the
+ * connection (DNS rebinding) gains nothing; an IP address in a `Location` is held to it too.
  */
 import { lookup as lookupAll } from 'node:dns/promises';
 import type { LookupAddress, LookupOptions } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
+import type { Logger } from 'pino';
 import { buildConnector } from 'undici';
 import { addressScope } from '../network/addresses.js';
 import { UpstreamError } from './errors.js';
@@ -27,18 +30,40 @@ export interface GuardedConnectorOptions {
   url: URL;
   connectTimeoutMs: number;
   resolve?: Resolver;
+  /** Told when the upstream's own name does not resolve (its other hosts are then held to public addresses). */
+  logger?: Pick<Logger, 'warn'>;
 }
+
+/** How long the upstream's own addresses decide for its other hosts before they are looked up again (as DNS caches do). */
+const OWN_HOST_TTL_MS = 30_000;
 
 /**
  * The connector of an upstream's pool: undici's, with the rule above applied. A refused host fails
  * the connection with an UpstreamError (`protocol`).
  */
-export function guardedConnector({ upstream, url, connectTimeoutMs, resolve = resolveAll }: GuardedConnectorOptions): buildConnector.connector {
+export function guardedConnector({ upstream, url, connectTimeoutMs, resolve = resolveAll, logger }: GuardedConnectorOptions): buildConnector.connector {
   // The connector gets IPv6 hosts without brackets; the URL keeps them.
   const ownHost = url.hostname.replace(/^\[(.*)\]$/, '$1');
 
   const addressesOf = async (hostname: string, options: LookupOptions = {}): Promise<LookupAddress[]> =>
     isIP(hostname) ? [{ address: hostname, family: isIP(hostname) }] : resolve(hostname, options);
+
+  /** True when any address of the upstream's own host is non-public; false, and logged, when it does not resolve. */
+  const lookUpOwnHost = async (): Promise<boolean> => {
+    try {
+      return (await addressesOf(ownHost)).some((a) => addressScope(a.address) !== 'public');
+    } catch (err) {
+      const { code, message } = err as NodeJS.ErrnoException;
+      logger?.warn({ upstream, host: ownHost, err: code ?? message }, `upstream ${upstream}: its own host ${ownHost} did not resolve, so the hosts it leads to are dialled at public addresses only`);
+      return false;
+    }
+  };
+  let ownHostAnswer: { nonPublic: Promise<boolean>; until: number } | undefined;
+  const ownHostNonPublic = (): Promise<boolean> => {
+    const now = performance.now();
+    if (!ownHostAnswer || now >= ownHostAnswer.until) ownHostAnswer = { nonPublic: lookUpOwnHost(), until: now + OWN_HOST_TTL_MS };
+    return ownHostAnswer.nonPublic;
+  };
 
   /** The addresses of `hostname` this upstream may dial; throws when there are none. */
   const dialable = async (hostname: string, options: LookupOptions = {}): Promise<LookupAddress[]> => {
@@ -46,8 +71,7 @@ export function guardedConnector({ upstream, url, connectTimeoutMs, resolve = re
     if (hostname === ownHost) return addresses;
     const publicOnes = addresses.filter((a) => addressScope(a.address) === 'public');
     if (publicOnes.length === addresses.length) return addresses;
-    const upstreamAddresses = await addressesOf(ownHost);
-    if (upstreamAddresses.every((a) => addressScope(a.address) !== 'public')) return addresses;
+    if (await ownHostNonPublic()) return addresses;
     if (publicOnes.length === 0) {
       const listed = addresses.map((a) => a.address).join(', ');
       throw new UpstreamError(upstream, 'redirect-refused', `${hostname} refused: it leads only to non-public addresses (${listed}) and upstream ${upstream} is public`);
