@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import { MockAgent } from 'undici';
+import { MockAgent, type buildConnector } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UpstreamClient } from './client.js';
 import { guardedConnector, type GuardedConnectorOptions, type Resolver } from './connect.js';
@@ -125,5 +125,24 @@ describe('hosts other than the upstream\'s own', () => {
     await expect(client.request({ method: 'GET', path: BLOB_PATH })).rejects.toMatchObject(refusal);
     expect(lines).toEqual([expect.objectContaining({ host: 'registry.example', err: 'ENOTFOUND', msg: expect.stringContaining('its own host registry.example did not resolve') })]);
     expect(reached).toBe(reachedBefore);
+  });
+});
+
+describe('the connector', () => {
+  /** Asks a connector for a connection as undici does; resolves with the error it calls back with. */
+  async function failureOf(resolve: Resolver, target: Pick<buildConnector.Options, 'hostname' | 'port'>): Promise<unknown> {
+    const connector = guardedConnector({ upstream: 'test', url: new URL('https://registry.example'), connectTimeoutMs: 1_000, resolve });
+    const [err, socket] = await new Promise<Parameters<buildConnector.Callback>>((done) => connector({ ...target, host: target.hostname, protocol: 'http:' }, (...args) => done(args)));
+    socket?.destroy();
+    return err;
+  }
+
+  it('fails a name that resolves to no address as not found', async () => {
+    expect(await failureOf(dns({ 'empty.example': [] }), { hostname: 'empty.example', port: '80' })).toMatchObject({ code: 'ENOTFOUND' });
+  });
+
+  it('calls back with what opening the socket throws', async () => {
+    // A public address passes the rule; net.connect then throws at once for the port.
+    expect(await failureOf(dnsWith('93.184.215.14'), { hostname: '93.184.215.14', port: '99999' })).toMatchObject({ code: 'ERR_SOCKET_BAD_PORT' });
   });
 });

@@ -45,8 +45,13 @@ export function guardedConnector({ upstream, url, connectTimeoutMs, resolve = re
   // The connector gets IPv6 hosts without brackets; the URL keeps them.
   const ownHost = url.hostname.replace(/^\[(.*)\]$/, '$1');
 
-  const addressesOf = async (hostname: string, options: LookupOptions = {}): Promise<LookupAddress[]> =>
-    isIP(hostname) ? [{ address: hostname, family: isIP(hostname) }] : resolve(hostname, options);
+  const addressesOf = async (hostname: string, options: LookupOptions = {}): Promise<LookupAddress[]> => {
+    if (isIP(hostname)) return [{ address: hostname, family: isIP(hostname) }];
+    const addresses = await resolve(hostname, options);
+    // A resolver may answer with nothing at all: that is a name without addresses, as getaddrinfo says it.
+    if (addresses.length === 0) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', hostname });
+    return addresses;
+  };
 
   /** True when any address of the upstream's own host is non-public; false, and logged, when it does not resolve. */
   const lookUpOwnHost = async (): Promise<boolean> => {
@@ -79,20 +84,20 @@ export function guardedConnector({ upstream, url, connectTimeoutMs, resolve = re
     return publicOnes;
   };
 
+  // In both, whatever the success branch throws goes to the callback too: undici hears back, and
+  // no rejection goes unhandled (which ends the process).
   const lookup: LookupFunction = (hostname, options, callback) => {
-    dialable(hostname, options).then(
-      (addresses) => (options.all ? callback(null, addresses) : callback(null, addresses[0]!.address, addresses[0]!.family)),
-      (err: NodeJS.ErrnoException) => callback(err, ''),
-    );
+    dialable(hostname, options)
+      .then((addresses) => (options.all ? callback(null, addresses) : callback(null, addresses[0]!.address, addresses[0]!.family)))
+      .catch((err: NodeJS.ErrnoException) => callback(err, ''));
   };
   const connect = buildConnector({ timeout: connectTimeoutMs, lookup });
 
   return (options, callback) => {
     // Node dials an IP address without a lookup: the rule is applied here instead.
     if (!isIP(options.hostname)) return connect(options, callback);
-    dialable(options.hostname).then(
-      () => connect(options, callback),
-      (err: Error) => callback(err, null),
-    );
+    dialable(options.hostname)
+      .then(() => connect(options, callback)) // a throw here is connect's own, before it calls back
+      .catch((err: Error) => callback(err, null));
   };
 }
