@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { MockAgent, type buildConnector } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UpstreamClient } from './client.js';
-import { guardedConnector, type GuardedConnectorOptions, type Resolver } from './connect.js';
+import { dialRule, guardedConnector, type GuardedConnectorOptions, type Resolver } from './connect.js';
 
 const BLOB_PATH = '/v2/team/app/blobs/sha256:' + 'a'.repeat(64);
 /** A server on loopback: what a redirect to this machine would reach. */
@@ -68,6 +68,7 @@ describe('hosts other than the upstream\'s own', () => {
       `http://cdn.example:${internalPort}/blob`,
       `http://127.0.0.1:${internalPort}/blob`,
       `http://[::ffff:127.0.0.1]:${internalPort}/blob`,
+      `http://[64:ff9b::7f00:1]:${internalPort}/blob`, // NAT64 for 127.0.0.1
       'http://169.254.169.254/latest/meta-data/',
     ];
     for (const location of locations) {
@@ -125,6 +126,20 @@ describe('hosts other than the upstream\'s own', () => {
     await expect(client.request({ method: 'GET', path: BLOB_PATH })).rejects.toMatchObject(refusal);
     expect(lines).toEqual([expect.objectContaining({ host: 'registry.example', err: 'ENOTFOUND', msg: expect.stringContaining('its own host registry.example did not resolve') })]);
     expect(reached).toBe(reachedBefore);
+  });
+});
+
+describe('the lookup for a public upstream\'s other hosts', () => {
+  const { lookup } = dialRule({ upstream: 'test', url: new URL('https://registry.example'), resolve: dns({ 'mixed.example': ['127.0.0.1', '93.184.215.14', '10.0.0.5', '2606:4700::1111'] }) });
+  const lookUp = (hostname: string, all: boolean): Promise<unknown[]> => new Promise((done) => lookup(hostname, { all }, (...args) => done(args)));
+
+  it('keeps only the public addresses of a name that has public and non-public ones', async () => {
+    expect(await lookUp('mixed.example', true)).toEqual([null, [{ address: '93.184.215.14', family: 4 }, { address: '2606:4700::1111', family: 6 }]]);
+  });
+
+  it('answers with one address when asked for one (all: false): the first public one, or the refusal', async () => {
+    expect(await lookUp('mixed.example', false)).toEqual([null, '93.184.215.14', 4]);
+    expect(await lookUp('cdn.example', false)).toEqual([expect.objectContaining(refusal), '']);
   });
 });
 

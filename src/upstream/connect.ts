@@ -22,26 +22,35 @@ export type Resolver = (hostname: string, options: LookupOptions) => Promise<Loo
 
 const resolveAll: Resolver = (hostname, options) => lookupAll(hostname, { ...options, all: true });
 
-/** How to connect for one upstream. */
-export interface GuardedConnectorOptions {
+/** The upstream whose hosts the rule is for. */
+export interface DialRuleOptions {
   /** The upstream's configured name, for errors. */
   upstream: string;
   /** Its configured URL: the host it may always dial, and whose addresses decide for the others. */
   url: URL;
-  connectTimeoutMs: number;
   resolve?: Resolver;
   /** Told when the upstream's own name does not resolve (its other hosts are then held to public addresses). */
   logger?: Pick<Logger, 'warn'>;
 }
 
+/** How to connect for one upstream. */
+export interface GuardedConnectorOptions extends DialRuleOptions {
+  connectTimeoutMs: number;
+}
+
+/** The rule above, for one upstream. */
+export interface DialRule {
+  /** The addresses of `hostname` this upstream may dial; throws when there are none. */
+  dialable(hostname: string, options?: LookupOptions): Promise<LookupAddress[]>;
+  /** `dialable` as node:net's `lookup` option; it always calls back. */
+  lookup: LookupFunction;
+}
+
 /** How long the upstream's own addresses decide for its other hosts before they are looked up again (as DNS caches do). */
 const OWN_HOST_TTL_MS = 30_000;
 
-/**
- * The connector of an upstream's pool: undici's, with the rule above applied. A refused host fails
- * the connection with an UpstreamError (`protocol`).
- */
-export function guardedConnector({ upstream, url, connectTimeoutMs, resolve = resolveAll, logger }: GuardedConnectorOptions): buildConnector.connector {
+/** The rule above for an upstream's hosts. A refused host fails with an UpstreamError (`protocol`). */
+export function dialRule({ upstream, url, resolve = resolveAll, logger }: DialRuleOptions): DialRule {
   // The connector gets IPv6 hosts without brackets; the URL keeps them.
   const ownHost = url.hostname.replace(/^\[(.*)\]$/, '$1');
 
@@ -70,7 +79,6 @@ export function guardedConnector({ upstream, url, connectTimeoutMs, resolve = re
     return ownHostAnswer.nonPublic;
   };
 
-  /** The addresses of `hostname` this upstream may dial; throws when there are none. */
   const dialable = async (hostname: string, options: LookupOptions = {}): Promise<LookupAddress[]> => {
     const addresses = await addressesOf(hostname, options);
     if (hostname === ownHost) return addresses;
@@ -84,20 +92,26 @@ export function guardedConnector({ upstream, url, connectTimeoutMs, resolve = re
     return publicOnes;
   };
 
-  // In both, whatever the success branch throws goes to the callback too: undici hears back, and
-  // no rejection goes unhandled (which ends the process).
+  // Whatever the success branch throws goes to the callback too: the caller hears back, and no
+  // rejection goes unhandled (which ends the process).
   const lookup: LookupFunction = (hostname, options, callback) => {
     dialable(hostname, options)
       .then((addresses) => (options.all ? callback(null, addresses) : callback(null, addresses[0]!.address, addresses[0]!.family)))
       .catch((err: NodeJS.ErrnoException) => callback(err, ''));
   };
-  const connect = buildConnector({ timeout: connectTimeoutMs, lookup });
+  return { dialable, lookup };
+}
 
+/** The connector of an upstream's pool: undici's, with the rule above applied. */
+export function guardedConnector({ connectTimeoutMs, ...forUpstream }: GuardedConnectorOptions): buildConnector.connector {
+  const { dialable, lookup } = dialRule(forUpstream);
+  const connect = buildConnector({ timeout: connectTimeoutMs, lookup });
   return (options, callback) => {
     // Node dials an IP address without a lookup: the rule is applied here instead.
     if (!isIP(options.hostname)) return connect(options, callback);
     dialable(options.hostname)
-      .then(() => connect(options, callback)) // a throw here is connect's own, before it calls back
+      // As in lookup, a throw reaches the callback; it is connect's own, from before it could call back.
+      .then(() => connect(options, callback))
       .catch((err: Error) => callback(err, null));
   };
 }
