@@ -114,7 +114,7 @@ export async function startProxy(spec: ProxySpec, deps: ProxyDeps): Promise<Open
     } catch (err) {
       if (!(err instanceof TunnelError)) throw err;
       logger.debug({ target: authorityName(target), err: err.message }, 'proxy: tunnel not opened'); // the access line has the reason alone
-      return refuse(socket, err.status, err.message, err.reason, err.reason === 'local-address' ? 'refused' : 'failed');
+      return refuse(socket, err.status, err.answer, err.reason, err.reason === 'local-address' ? 'refused' : 'failed');
     }
     sockets.add(remote);
     remote.once('close', () => sockets.delete(remote));

@@ -12,15 +12,26 @@ import type { Authority } from './hosts.js';
 /** Why a tunnel was not opened, as labelled in the proxy's metrics. */
 export type TunnelFailure = 'local-address' | 'unresolvable' | 'unreachable' | 'timeout';
 
-const STATUS: Record<TunnelFailure, 403 | 502 | 504> = { 'local-address': 403, unresolvable: 502, unreachable: 502, timeout: 504 };
+/**
+ * The proxy's answer to the client per failure: a fixed text, for the message names addresses the
+ * target led to (this machine's own, on the LAN) and errors that are for the log only.
+ */
+const ANSWER: Record<TunnelFailure, { status: 403 | 502 | 504; text: string }> = {
+  'local-address': { status: 403, text: 'this host leads to this machine or a local address' },
+  unresolvable: { status: 502, text: 'cannot resolve this host' },
+  unreachable: { status: 502, text: 'cannot connect to this host' },
+  timeout: { status: 504, text: 'no connection to this host in time' },
+};
 
-/** A tunnel that cannot be opened; `status` is the proxy's answer to the client. */
+/** A tunnel that cannot be opened; `status` and `answer` are what the client is told, the message what is logged. */
 export class TunnelError extends Error {
   override name = 'TunnelError';
   readonly status: 403 | 502 | 504;
+  readonly answer: string;
   constructor(message: string, readonly reason: TunnelFailure) {
     super(message);
-    this.status = STATUS[reason];
+    this.status = ANSWER[reason].status;
+    this.answer = ANSWER[reason].text;
   }
 }
 
