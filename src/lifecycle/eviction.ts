@@ -123,10 +123,18 @@ export async function removeContent<T extends RankedRow>(ranking: Ranking, stora
   const unchanged = still.filter((v) => removed.has(v.digest));
   // Reserved only now, after the rows' removal (a Redis round trip on a fleet): content that came
   // into use meanwhile (a redirect signed) stays, counted again; the rest stays unused until deleted.
-  const releases = unchanged.map((v) => (guard.reserve ? guard.reserve(v) : () => undefined));
-  const gone = unchanged.filter((_, i) => releases[i]);
-  const outcomes = await Promise.allSettled(gone.map((v) => storage.delete(blobKey(v.digest))));
-  for (const release of releases) release?.();
+  const releases: ((() => void) | undefined)[] = [];
+  let gone: T[];
+  let outcomes: PromiseSettledResult<void>[];
+  try {
+    for (const victim of unchanged) releases.push(guard.reserve ? guard.reserve(victim) : () => undefined);
+    gone = unchanged.filter((_, i) => releases[i]);
+    // Each delete in an async function: a driver's delete that throws at once fails its object like one that rejects.
+    outcomes = await Promise.allSettled(gone.map(async (v) => storage.delete(blobKey(v.digest))));
+  } finally {
+    // Whatever happened, nothing stays reserved: a blob left reserved would never be redirected to again.
+    for (const release of releases) release?.();
+  }
   const failures = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ victim: gone[i]!, reason: o.reason as Error }] : []));
   const deleted = gone.filter((_, i) => outcomes[i]!.status === 'fulfilled');
   await ranking.deleted?.(deleted);

@@ -26,6 +26,16 @@ async function setup(): Promise<{ dir: string; storage: FilesystemDriver; index:
   return { dir, storage, index: reopen(), clock, reopen };
 }
 
+/** A store holding a (older) and b, 100 bytes each, both counted. */
+async function setupWithTwo(): Promise<Awaited<ReturnType<typeof setup>> & { a: Digest; b: Digest }> {
+  const stored = await setup();
+  const a = await put(stored.storage, stored.index, 'a', 100);
+  stored.clock.t += 10;
+  const b = await put(stored.storage, stored.index, 'b', 100);
+  stored.index.flush();
+  return { ...stored, a, b };
+}
+
 /** Stores `size` bytes of content and tells the index, at the clock's time. */
 async function put(storage: FilesystemDriver, index: AccessIndex, seed: string, size: number): Promise<Digest> {
   const data = Buffer.alloc(size, seed);
@@ -171,11 +181,7 @@ describe('eviction', () => {
   });
 
   it('counts again what it could not delete, and says why', async () => {
-    const { storage, index, clock } = await setup();
-    const a = await put(storage, index, 'a', 100);
-    clock.t += 10;
-    const b = await put(storage, index, 'b', 100);
-    index.flush();
+    const { storage, index, clock, a, b } = await setupWithTwo();
     // A store whose delete of `a` fails, as a busy or read-only file or an S3 SlowDown would.
     const failing = Object.assign(Object.create(storage) as FilesystemDriver, {
       delete: async (key: string) => (key === blobKey(a) ? Promise.reject(new Error('EACCES: permission denied')) : storage.delete(key)),
@@ -186,6 +192,18 @@ describe('eviction', () => {
     expect(index.get(a)).toMatchObject({ size: 100 }); // still counted, so a later pass evicts it
     expect(index.usage()).toEqual({ bytes: 100, objects: 1 });
     expect((await evict(index, storage, { policy: { maxSize: 50, lowWater: 0.5 }, now: clock.t })).map((v) => v.digest)).toEqual([a]);
+    index.close();
+  });
+
+  it('releases what it reserved for deletes even when a reservation throws', async () => {
+    const { storage, index, clock, a, b } = await setupWithTwo();
+    const released: Digest[] = [];
+    const reserve = ({ digest }: { digest: Digest }): (() => void) => {
+      if (digest === b) throw new Error('cannot reserve');
+      return () => released.push(digest);
+    };
+    await expect(evict(index, storage, { policy: { maxSize: 50, lowWater: 0.5 }, now: clock.t, reserve })).rejects.toThrow('cannot reserve');
+    expect(released).toEqual([a]);
     index.close();
   });
 
@@ -388,6 +406,17 @@ describe('eviction and redirects to storage', () => {
     expect(await store.stat(blobKey(a))).toEqual({ size: 100 });
     await lifecycle.close();
   });
+  it('redirects to a blob again after a driver\'s delete of it threw at once', async () => {
+    const { store, lifecycle, blobs, a } = await redirecting();
+    store.delete = (): Promise<void> => {
+      throw new Error('driver bug');
+    };
+    await expect(lifecycle.evictNow()).rejects.toThrow(/1 of 1 objects .* could not be deleted \(counted again\): driver bug/);
+    expect(lifecycle.usage()).toEqual({ bytes: 200, objects: 2 });
+    expect(await blobs.presigned('quay.io', 'team/app', a)).toBe(`https://storage.example/${blobKey(a)}`); // no longer reserved for its delete
+    await lifecycle.close();
+  });
+
   it('looks in storage again for a blob another replica evicted, instead of signing a URL to a deleted object', async () => {
     const { store, lifecycle, blobs, a } = await redirecting();
     expect(await blobs.presigned('quay.io', 'team/app', a)).toBe(`https://storage.example/${blobKey(a)}`);
