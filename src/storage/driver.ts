@@ -52,7 +52,8 @@ export interface StorageDriver {
   list(prefix: string): AsyncIterable<string>;
   /**
    * Optional, for drivers whose listing carries sizes (S3's ListObjectsV2): `list` with each
-   * object's size, so a caller that needs sizes sends no `stat` per key.
+   * object's size, so a caller that needs sizes sends no `stat` per key. A size the listing lacks is
+   * undefined, never a guess: ask `stat`.
    */
-  listWithSizes?(prefix: string): AsyncIterable<{ key: string; size: number }>;
+  listWithSizes?(prefix: string): AsyncIterable<{ key: string; size?: number }>;
 }

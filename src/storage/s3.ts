@@ -163,12 +163,12 @@ export class S3Driver implements StorageDriver {
     for await (const { key } of this.listWithSizes(prefix)) yield key;
   }
 
-  async *listWithSizes(prefix: string): AsyncIterable<{ key: string; size: number }> {
+  async *listWithSizes(prefix: string): AsyncIterable<{ key: string; size?: number }> {
     let ContinuationToken: string | undefined;
     do {
       const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken }));
       for (const object of page.Contents ?? []) {
-        if (object.Key !== undefined) yield { key: object.Key.slice(this.prefix.length), size: object.Size ?? 0 };
+        if (object.Key !== undefined) yield { key: object.Key.slice(this.prefix.length), size: object.Size };
       }
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (ContinuationToken !== undefined);

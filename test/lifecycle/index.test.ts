@@ -121,25 +121,26 @@ describe('access index', () => {
     index.close();
   });
 
-  it('takes sizes from a listing that carries them (S3), with no stat per object', async () => {
+  it('takes sizes from a listing that carries them (S3), and stats only an object listed without one', async () => {
     const { dir, index } = await setup();
-    // Lists with sizes as S3 does (one request per 1,000 objects); counts the stats (HEADs on S3) asked of it.
+    const unknown = [Buffer.alloc(3, 'x'), Buffer.alloc(5, 'y'), Buffer.alloc(7, 'z')];
+    const unsized = blobKey(digestOf(unknown[2]!));
+    // Lists with sizes as S3 does (one request per 1,000 objects), but none for `unsized`; counts the stats (HEADs on S3) asked of it.
     const storage = new (class extends FilesystemDriver {
       stats = 0;
       override stat(key: string): Promise<{ size: number } | undefined> {
         this.stats++;
         return super.stat(key);
       }
-      async *listWithSizes(prefix: string): AsyncIterable<{ key: string; size: number }> {
-        for await (const key of this.list(prefix)) yield { key, size: (await super.stat(key))!.size };
+      async *listWithSizes(prefix: string): AsyncIterable<{ key: string; size?: number }> {
+        for await (const key of this.list(prefix)) yield { key, size: key === unsized ? undefined : (await super.stat(key))!.size };
       }
     })(dir);
     await storage.init();
-    const unknown = [Buffer.alloc(3, 'x'), Buffer.alloc(5, 'y')];
     for (const data of unknown) await storage.put(blobKey(digestOf(data)), data);
-    expect((await reconcile(index, storage)).added).toBe(2);
-    expect(index.usage()).toEqual({ bytes: 8, objects: 2 });
-    expect(storage.stats).toBe(0);
+    expect((await reconcile(index, storage)).added).toBe(3);
+    expect(index.usage()).toEqual({ bytes: 15, objects: 3 });
+    expect(storage.stats).toBe(1);
     index.close();
   });
 });
