@@ -4,6 +4,7 @@
  * itself is at a non-public one — any of the addresses its own name resolves to (a registry on the
  * LAN, tests on loopback, a split-horizon name with a public and a LAN address): a public
  * registry's DNS does not point into the LAN unless whoever controls it controls the upstream anyway.
+ * That name is looked up for this at most every 30 s; one that does not resolve counts as public.
  * So a public registry, or the CDN it redirects to, cannot send the mirror to this machine, the LAN
  * or a cloud metadata service. The rule is applied to the very addresses a connection is opened to,
  * when it is opened, so a name that resolves one way for a check and another way for the
