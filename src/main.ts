@@ -63,6 +63,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
       credentials: resolveCredentials(name, upstream.credentials),
       timeouts: upstream.timeouts,
       retries: upstream.retries,
+      logger,
       ...status.upstreamObserver(name, metrics.upstreamObserver(name)),
     }));
   }

@@ -5,6 +5,7 @@
  * errors, timeouts, and 5xx and 429 from the registry or its token service (honouring Retry-After).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Credentials } from '../config/credentials.js';
 import { UpstreamAuth } from './auth.js';
@@ -26,6 +27,8 @@ export interface UpstreamClientOptions {
   onFailure?: (failure: UpstreamError['failure']) => void;
   /** The connection pool to send through (default: a keep-alive pool with the timeouts above, dialling as connect.ts says). */
   dispatcher?: Dispatcher;
+  /** Told when the upstream's own name does not resolve for connect.ts's rule. */
+  logger?: Pick<Logger, 'warn'>;
 }
 
 /** A response from upstream whose body the caller must consume or destroy. */
@@ -60,7 +63,7 @@ export class UpstreamClient {
     this.name = options.name;
     this.base = new URL(options.url);
     this.dispatcher = options.dispatcher ?? new Agent({
-      connect: guardedConnector({ upstream: options.name, url: this.base, connectTimeoutMs: options.timeouts.connect }),
+      connect: guardedConnector({ upstream: options.name, url: this.base, connectTimeoutMs: options.timeouts.connect, ...(options.logger ? { logger: options.logger } : {}) }),
       headersTimeout: options.timeouts.headers,
       bodyTimeout: options.timeouts.idle,
       keepAliveTimeout: 30_000,

@@ -49,18 +49,19 @@ const dnsWith = (...upstreamAddresses: string[]): Resolver => dns({ 'registry.ex
 /**
  * A client of https://registry.example whose blob answers with `status` and `headers`, dialling as
  * `dialling` says (default: the upstream at a public address). The upstream is undici's MockAgent;
- * a connection to any other host is real, opened by the guarded connector.
+ * a connection to any other host is real, opened by the guarded connector. `failures` receives what
+ * the client observes.
  */
-function clientAnswered(status: number, headers: Record<string, string>, dialling: Partial<GuardedConnectorOptions> = {}): UpstreamClient {
+function clientAnswered(status: number, headers: Record<string, string>, dialling: Partial<GuardedConnectorOptions> = {}, failures: string[] = []): UpstreamClient {
   const url = 'https://registry.example';
   const agent = new MockAgent({ connect: guardedConnector({ upstream: 'test', url: new URL(url), connectTimeoutMs: 1_000, resolve: dnsWith('93.184.215.14'), ...dialling }) });
   agents.push(agent);
   agent.get(url).intercept({ path: BLOB_PATH }).reply(status, '', { headers }).persist();
-  return new UpstreamClient({ name: 'test', url, timeouts: { connect: 1_000, headers: 1_000, idle: 1_000 }, retries: 0, dispatcher: agent });
+  return new UpstreamClient({ name: 'test', url, timeouts: { connect: 1_000, headers: 1_000, idle: 1_000 }, retries: 0, dispatcher: agent, onFailure: (failure) => failures.push(failure) });
 }
 
 const redirectedClient = (upstreamAddress: string, location: string): UpstreamClient => clientAnswered(307, { location }, { resolve: dnsWith(upstreamAddress) });
-const refusal = { name: 'UpstreamError', failure: 'protocol', message: expect.stringContaining('leads only to non-public addresses') };
+const refusal = { name: 'UpstreamError', failure: 'redirect-refused', message: expect.stringContaining('leads only to non-public addresses') };
 
 describe('hosts other than the upstream\'s own', () => {
   it('that a public upstream redirects to are dialled only at public addresses, by name or by IP address', async () => {
@@ -80,7 +81,8 @@ describe('hosts other than the upstream\'s own', () => {
 
   it('include the token service a public upstream names, whose refusal is observed like a redirect\'s', async () => {
     const challenge = `Bearer realm="https://cdn.example:${internalPort}/token",service="registry"`;
-    const request = clientAnswered(401, { 'www-authenticate': challenge }).request({ method: 'GET', path: BLOB_PATH, repository: 'team/app' });
+    const failures: string[] = [];
+    const request = clientAnswered(401, { 'www-authenticate': challenge }, {}, failures).request({ method: 'GET', path: BLOB_PATH, repository: 'team/app' });
     await expect(request).rejects.toMatchObject(refusal);
     expect([reached, failures]).toEqual([0, ['redirect-refused']]);
   });

@@ -50,7 +50,7 @@ export interface DialRule {
 /** How long the upstream's own addresses decide for its other hosts before they are looked up again (as DNS caches do). */
 const OWN_HOST_TTL_MS = 30_000;
 
-/** The rule above for an upstream's hosts. A refused host fails with an UpstreamError (`protocol`). */
+/** The rule above for an upstream's hosts. A refused host fails with an UpstreamError (`redirect-refused`). */
 export function dialRule({ upstream, url, resolve = resolveAll, logger }: DialRuleOptions): DialRule {
   // The connector gets IPv6 hosts without brackets; the URL keeps them.
   const ownHost = url.hostname.replace(/^\[(.*)\]$/, '$1');
