@@ -8,8 +8,8 @@ import type { RoutedBy } from '../routing/router.js';
 
 /** What is known about a request once its response is done (or the client left). */
 export interface RequestRecord {
-  /** Sent to the client as `X-Request-Id`, and logged with any failure of the request. */
-  requestId: string;
+  /** A failed request's id: sent to the client as `X-Request-Id`, and logged with the failure. */
+  requestId: string | undefined;
   client: string | undefined;
   method: string | undefined;
   path: string;
