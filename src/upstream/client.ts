@@ -139,9 +139,7 @@ export class UpstreamClient {
       const location = data.headers.location;
       if (data.statusCode >= 300 && data.statusCode < 400 && typeof location === 'string') {
         discard({ status: data.statusCode, headers: data.headers, body: data.body });
-        if (hop >= MAX_REDIRECTS) throw new UpstreamError(this.name, 'protocol', 'too many redirects');
-        url = new URL(location, url);
-        if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UpstreamError(this.name, 'protocol', 'redirect to a non-HTTP URL');
+        url = this.redirectTarget(location, url, hop);
         continue;
       }
       // Consumers read bodies with pipeline/for-await, which surface errors; this only keeps an
@@ -149,6 +147,18 @@ export class UpstreamClient {
       data.body.on('error', () => undefined);
       return { res: { status: data.statusCode, headers: data.headers, body: data.body }, origin: url.origin };
     }
+  }
+
+  /** Where a redirect leads; one the mirror will not follow is a `protocol` failure, observed like any other. */
+  private redirectTarget(location: string, from: URL, hop: number): URL {
+    const target = URL.canParse(location, from) ? new URL(location, from) : undefined;
+    let refusal: string;
+    if (hop >= MAX_REDIRECTS) refusal = 'too many redirects';
+    else if (!target) refusal = 'redirect to an invalid URL';
+    else if (target.protocol !== 'https:' && target.protocol !== 'http:') refusal = 'redirect to a non-HTTP URL';
+    else return target;
+    this.options.onFailure?.('protocol');
+    throw new UpstreamError(this.name, 'protocol', refusal);
   }
 }
 
