@@ -1,6 +1,6 @@
 /** `regmirror tls init`: a local CA and a server certificate, and how clients trust it. */
 import { InvalidArgumentError, type Command } from 'commander';
-import { checkName, initLocalCa, type LocalCaResult } from '../tls/init.js';
+import type { LocalCaResult } from '../tls/init.js';
 import { trustInstructions } from '../tls/trust.js';
 
 /** Options of `tls init`. */
@@ -29,6 +29,9 @@ export function registerTls(program: Command): void {
     .option('--days <days>', 'validity of the server certificate in days', wholeNumber('--days', 3650), 397)
     .option('--new-ca', 'make a new CA even if the folder has one (clients must trust it again)')
     .action(async (names: string[], opts: TlsInitOptions, command: Command) => {
+      // Loaded here, not when the program starts: the X.509 library adds ~6 MB to the RSS of
+      // every `regmirror serve`, which never uses it (a proxy loads it when it is configured).
+      const { checkName, initLocalCa } = await import('../tls/init.js');
       const bad = names.map(checkName).filter((message) => message !== undefined);
       if (bad.length) command.error(`error: ${bad.join('; ')}`, { exitCode: 2 });
       const result = await initLocalCa({ dir: opts.dir, names, serverDays: opts.days, newCa: opts.newCa ?? false });
