@@ -7,9 +7,9 @@
  * pool, which file reads and writes share), and an unknown user costs a check like a known one, so
  * timing does not tell which users exist.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { compare, hashSync } from '@node-rs/bcrypt';
+import { compare } from '@node-rs/bcrypt';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 
@@ -21,12 +21,17 @@ const WATCH_INTERVAL_MS = 2_000;
 const REJECTED_TTL_MS = 10_000;
 /** bcrypt checks at once: leaves libuv's pool (4 threads by default) room for file I/O. */
 const COMPARE_CONCURRENCY = 2;
+/** The decoy of a file with no users: a bcrypt hash (cost 10) of no one's password. */
+const EMPTY_FILE_DECOY = '$2b$10$mQ3NTkq1rz1wB4bRhYodYOKya5wWUmkVBj./OJvGP4xDt3bd2.a8y';
 
 /** Users and bcrypt hashes read from an htpasswd file. */
 export class HtpasswdAuth {
   private users = new Map<string, string>();
-  /** Checked against for unknown users: a hash of the file's cost, of no one's password. */
-  private decoy = '';
+  /**
+   * Checked against for unknown users, so they cost what a known user does: one of the file's own
+   * hashes (an unknown user is refused whatever the check says), so no hashing at load time.
+   */
+  private decoy = EMPTY_FILE_DECOY;
   private readonly verified = new LRUCache<string, string>({ max: 10_000, ttl: VERIFIED_TTL_MS });
   private readonly rejected = new LRUCache<string, true>({ max: 10_000, ttl: REJECTED_TTL_MS });
   private readonly comparing = new Limiter(COMPARE_CONCURRENCY);
@@ -62,8 +67,7 @@ export class HtpasswdAuth {
 
   private load(text: string): void {
     this.users = parseHtpasswd(text, this.logger);
-    const cost = /^\$2[aby]\$(\d\d)\$/.exec(this.users.values().next().value ?? '')?.[1];
-    this.decoy = hashSync(randomBytes(16).toString('hex'), cost ? Number(cost) : 10);
+    this.decoy = this.users.values().next().value ?? EMPTY_FILE_DECOY;
   }
 
   /** Stops watching the file. */
