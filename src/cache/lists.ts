@@ -3,7 +3,7 @@
  * answer kept so that a client still gets one, marked stale, while upstream is down.
  */
 import { createHash } from 'node:crypto';
-import type { ErrorCode } from '../oci/errors.js';
+import type { ErrorCode, RegistryError } from '../oci/errors.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { listKey } from '../storage/keys.js';
 import { discard, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js';
@@ -54,12 +54,12 @@ export class ListCache {
     try {
       res = await this.upstream(query.upstream).request({ method: 'GET', path: query.path, repository: query.repository, headers: { accept: 'application/json' } });
     } catch (err) {
-      return this.stale(key, err, errorForFailure(err, query.upstream));
+      return this.stale(key, errorForFailure(err, query.upstream));
     }
     if (res.status !== 200) {
       discard(res);
       const error = errorForStatus(res, query.upstream, query.notFound);
-      return this.stale(key, error, error);
+      return this.stale(key, error);
     }
     const body = await readLimited(res, MAX_LIST_BYTES, 'UPSTREAM_UNAVAILABLE', query.upstream);
     const contentType = String(res.headers['content-type'] ?? 'application/json');
@@ -69,8 +69,8 @@ export class ListCache {
     return { body, contentType, link, outcome: 'miss' };
   }
 
-  private async stale(key: string, cause: unknown, error: Error): Promise<ListAnswer> {
-    if (!this.serveStaleOnError || !isUnavailable(cause)) throw error;
+  private async stale(key: string, error: RegistryError): Promise<ListAnswer> {
+    if (!this.serveStaleOnError || !isUnavailable(error)) throw error;
     const data = await this.storage.get(key);
     if (!data) throw error;
     const stored = JSON.parse(data.toString('utf8')) as StoredList;

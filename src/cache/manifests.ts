@@ -141,8 +141,8 @@ export class ManifestCache {
   }
 
   private async staleOr(query: ManifestQuery, record: TagRecord, err: unknown): Promise<ManifestAnswer> {
-    const error = err instanceof RegistryError ? err : errorForFailure(err, query.upstream);
-    if (!this.options.serveStaleOnError || !isUnavailable(err)) throw error;
+    const error = errorForFailure(err, query.upstream);
+    if (!this.options.serveStaleOnError || !isUnavailable(error)) throw error;
     const local = await this.fromRecord(query, record);
     if (!local) throw error;
     this.options.logger.warn({ upstream: query.upstream, repository: query.repository, tag: query.reference, reason: error.message, err: error.cause }, 'upstream unavailable: serving stale tag');

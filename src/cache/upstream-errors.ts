@@ -4,18 +4,17 @@
  * redirect led to, or a raw network error. Those stay in the error's `cause`, which the server logs
  * with the request's id.
  */
-import { RegistryError, type ErrorCode } from '../oci/errors.js';
+import { RegistryError, toRegistryError, type ErrorCode } from '../oci/errors.js';
 import { UpstreamError, type UpstreamFailure } from '../upstream/errors.js';
 import type { UpstreamResponse } from '../upstream/client.js';
 import { SpoolError } from './spool.js';
 
 /**
- * True when a failure means "upstream is not available now", the case for serving stale content.
- * A failure of the client is judged by the code its client answer carries, so the two never disagree.
+ * True when an answer means "upstream is not available now", the case for serving stale content.
+ * Judged by the code the client would get, so the two never disagree.
  */
-export function isUnavailable(err: unknown): boolean {
-  const error = err instanceof UpstreamError ? errorForFailure(err, err.upstream) : err;
-  return error instanceof RegistryError && UNAVAILABLE_CODES.has(error.code);
+export function isUnavailable(error: RegistryError): boolean {
+  return UNAVAILABLE_CODES.has(error.code);
 }
 
 const UNAVAILABLE_CODES = new Set<ErrorCode>(['UPSTREAM_UNAVAILABLE', 'UPSTREAM_TIMEOUT', 'TOOMANYREQUESTS']);
@@ -57,7 +56,9 @@ const FAILURE_ANSWER: Record<UpstreamFailure, { code: ErrorCode; category: strin
   timeout: { code: 'UPSTREAM_TIMEOUT', category: 'timed out' },
   unavailable: { code: 'UPSTREAM_UNAVAILABLE', category: 'token service unavailable' },
   auth: { code: 'DENIED', category: 'authentication failed' },
-  // Where upstream now sends the mirror has no bearing on what it sent before: stale content may be served.
+  // A host other than the upstream's own (where a redirect led, its token service) at an address
+  // the mirror may not be sent to. Where upstream sends the mirror now has no bearing on what it
+  // sent before: stale content may be served.
   'redirect-refused': { code: 'UPSTREAM_UNAVAILABLE', category: 'redirect refused' },
   protocol: { code: 'UPSTREAM_UNAVAILABLE', category: 'protocol error' },
   // An outage, not a refusal: what the cache holds came over a certificate that was trusted then,
@@ -67,13 +68,10 @@ const FAILURE_ANSWER: Record<UpstreamFailure, { code: ErrorCode; category: strin
 
 /** The RegistryError for an exception from the upstream client. */
 export function errorForFailure(err: unknown, upstream: string): RegistryError {
-  if (err instanceof RegistryError) return err;
-  if (err instanceof UpstreamError) {
-    if (err.answer?.status === 429) return rateLimited(upstream, err.answer.retryAfter, err);
-    const { code, category } = FAILURE_ANSWER[err.failure];
-    return upstreamFailure(code, upstream, category, { cause: err });
-  }
-  return new RegistryError('UNKNOWN', 'internal error', undefined, undefined, { cause: err });
+  if (!(err instanceof UpstreamError)) return toRegistryError(err);
+  if (err.answer?.status === 429) return rateLimited(upstream, err.answer.retryAfter, err);
+  const { code, category } = FAILURE_ANSWER[err.failure];
+  return upstreamFailure(code, upstream, category, { cause: err });
 }
 
 const DOWNLOAD_CATEGORY: Record<SpoolError['reason'], string> = {

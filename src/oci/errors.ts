@@ -66,5 +66,5 @@ export function errorBody(err: RegistryError): string {
 /** Maps anything thrown to a RegistryError: known ones pass, the rest become UNKNOWN. */
 export function toRegistryError(err: unknown): RegistryError {
   if (err instanceof RegistryError) return err;
-  return new RegistryError('UNKNOWN', 'internal error');
+  return new RegistryError('UNKNOWN', 'internal error', undefined, undefined, { cause: err });
 }

@@ -2,8 +2,9 @@
 
 /**
  * Why an upstream could not give an answer. `unavailable`: its token service answered 5xx or 429
- * (the registry's own such answers reach the caller as responses). `redirect-refused`: a hop to an
- * address it may not send the mirror to (connect.ts); `protocol`: a reply that makes no sense.
+ * (the registry's own such answers reach the caller as responses). `redirect-refused`: a host other than
+ * its own (where a redirect led, its token service) at an address the mirror may not be sent to
+ * (connect.ts); `protocol`: a reply that makes no sense.
  */
 export type UpstreamFailure = 'unreachable' | 'timeout' | 'unavailable' | 'tls' | 'auth' | 'redirect-refused' | 'protocol';
 
