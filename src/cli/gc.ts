@@ -17,7 +17,7 @@ export function registerGc(program: Command): void {
     .option('-c, --config <file>', 'configuration file (YAML); default: the embedded one')
     .option('-d, --data <dir>', 'cache folder (storage.path)')
     .option('--dry-run', 'print what would be removed, and remove nothing')
-    .option('--grace <duration>', 'while a mirror serves the folder, spare files and content it touched this recently', '10m')
+    .option('--grace <duration>', 'spare files and content touched this recently while a mirror serves the folder (on s3: orphans seen this recently, whatever runs)', '10m')
     .action(async (opts: { config?: string; data?: string; dryRun?: boolean; grace: string }) => {
       const graceMs = parseDuration(opts.grace);
       if (graceMs === undefined) program.error(`regmirror gc: --grace "${opts.grace}" is not a duration (e.g. 30s, 10m)`);

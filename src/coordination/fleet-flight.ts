@@ -53,13 +53,10 @@ export class FleetFlight implements DownloadCoordinator {
         const lease = await locks.tryAcquire(name);
         if (lease) {
           // The last holder may have committed it between our storage look-up and now.
-          let stored: boolean;
-          try {
-            stored = await isStored();
-          } catch (err) {
+          const stored = await isStored().catch((err: unknown) => {
             lease.release(); // else it would be renewed, and other replicas kept waiting, until exit
             throw err;
-          }
+          });
           if (!stored) return lease;
           lease.release();
           return 'stored';
@@ -72,7 +69,7 @@ export class FleetFlight implements DownloadCoordinator {
         await sleep(pollMs);
       }
     } catch (err) {
-      logger.warn({ err: (err as Error).message, digest }, 'fleet lock unavailable: downloading without it');
+      logger.warn({ err: (err as Error).message, digest }, 'fleet lock or storage look-up failed: downloading without the lock');
       return ALONE;
     }
   }

@@ -38,7 +38,7 @@ export interface Ranking {
   removeUnchanged(rows: readonly RankedRow[]): RankedRow[] | Promise<RankedRow[]>;
   /** The content of rows forgotten is now deleted from storage. */
   deleted?(rows: readonly RankedRow[]): Promise<void>;
-  /** Counts again rows forgotten whose content was not deleted after all (without it, no pass would see them again). */
+  /** Counts again rows forgotten whose content was not deleted after all (a ranking without it, like the fleet's, recovers them by other means). */
   restore?(rows: readonly RankedRow[]): void | Promise<void>;
 }
 

@@ -92,7 +92,10 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const linked = await linkedDigests(storage);
   const orphans = [...present].filter((digest) => !linked.has(digest)).flatMap((digest) => {
     const row = index.get(digest);
-    return row && !recent(row.accessedAt) && !(options.sharedStorage && within(row.accessedAt)) ? [row] : [];
+    if (!row) return [];
+    // On shared storage another replica may be about to link it, whether or not a mirror runs here.
+    const spared = (options.serverRunning || options.sharedStorage) && within(row.accessedAt);
+    return spared ? [] : [row];
   });
   const { removed: removedOrphans, left: orphansLeft } = options.dryRun ? { removed: orphans } : await removeOrphans(orphans, options, within);
   removals.push(...removedOrphans.map((row) => ({ kind: 'orphan' as const, what: row.digest, bytes: row.size })));

@@ -240,7 +240,7 @@ export class CacheLifecycle {
       return [];
     }
     // Just filled: the other replicas' recent accesses are still arriving.
-    if (fleet && this.fleetState && !settled(this.fleetState, fleet.graceMs)) return [];
+    if (fleet && !settled(this.fleetState!, fleet.graceMs)) return [];
     if (fleet) await this.recover(fleet.record);
     const victims = fleet
       ? await evict(fleet.record, storage, { policy, now, ...guard, spareAfter: now - fleet.graceMs })

@@ -121,7 +121,7 @@ export class FilesystemDriver implements StorageDriver {
 
   /**
    * Renames `from` to `to`, creating `to`'s folder when missing; returns the folders whose entries
-   * changed, to sync for durability: `to`'s, or after a mkdir every folder from the root down
+   * changed, to sync for durability: `to`'s, or after a mkdir every folder from `to`'s up to the root
    * (another commit may have created some of them and not synced their parents yet).
    */
   private async moveIntoPlace(from: string, to: string): Promise<string[]> {

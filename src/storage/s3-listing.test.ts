@@ -1,7 +1,7 @@
 // The S3 driver's listing against a fake S3 endpoint that answers as a store may: without a size.
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closeServer, listen } from '../../test/support/http.js';
 import { S3Driver } from './s3.js';
 
 /** One ListObjectsV2 page: an object with its size, and one without. */
@@ -17,14 +17,13 @@ let driver: S3Driver;
 
 beforeAll(async () => {
   server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/xml' }).end(LISTING));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const endpoint = await listen(server);
   driver = new S3Driver({ bucket: 'cache', endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'id', secretAccessKey: 'key' } });
 });
 
 afterAll(async () => {
   driver?.close();
-  await new Promise((resolve) => server?.close(resolve));
+  if (server) await closeServer(server);
 });
 
 describe('S3Driver.listWithSizes', () => {
