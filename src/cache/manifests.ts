@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
 import { digestAlgorithm, digestOf, parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
-import { DEFAULT_MANIFEST_ACCEPT, isAcceptable, isIndexMediaType, looksLikeManifest, manifestMediaType, MEDIA_TYPE } from '../oci/media-types.js';
+import { DEFAULT_MANIFEST_ACCEPT, isAcceptable, isIndexMediaType, looksLikeManifest, manifestMediaType, MEDIA_TYPE, withoutParameters } from '../oci/media-types.js';
 import type { MetadataStore, TagRecord } from '../metadata/records.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
@@ -190,7 +190,8 @@ export class ManifestCache {
   /** A cold HEAD by tag: answered from upstream's HEAD, and the tag recorded (no GET, no pull counted). */
   private async fromHead(query: ManifestQuery, res: UpstreamResponse, digest: Digest | undefined): Promise<ManifestAnswer> {
     const size = Number(res.headers['content-length']);
-    const mediaType = headerString(res.headers['content-type'])?.split(';')[0]!.trim();
+    const contentType = headerString(res.headers['content-type']);
+    const mediaType = contentType && withoutParameters(contentType);
     // Without a usable digest, size and type, the document itself has to tell.
     if (!digest || !Number.isInteger(size) || size <= 0 || !mediaType) return this.fetch({ ...query, method: 'GET' }, undefined);
     const answer: ManifestAnswer = { digest, mediaType, size, outcome: 'miss' };

@@ -21,13 +21,18 @@ export function isIndexMediaType(mediaType: string): boolean {
   return mediaType === MEDIA_TYPE.ociIndex || mediaType === MEDIA_TYPE.dockerManifestList;
 }
 
+/** A media type without its parameters (`; charset=...`). */
+export function withoutParameters(mediaType: string): string {
+  return mediaType.split(';')[0]!.trim();
+}
+
 /** The media types listed in an Accept header, without parameters; empty when none was sent. */
 export function parseAccept(header: string | string[] | undefined): string[] {
   if (header === undefined) return [];
   const joined = Array.isArray(header) ? header.join(',') : header;
   return joined
     .split(',')
-    .map((part) => part.split(';')[0]!.trim().toLowerCase())
+    .map((part) => withoutParameters(part).toLowerCase())
     .filter((part) => part.length > 0);
 }
 
