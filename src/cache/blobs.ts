@@ -162,9 +162,7 @@ export class BlobCache {
     const storedElsewhere = await this.openStored(upstream, repository, digest); // by another replica
     if (!storedElsewhere) {
       // It failed before this request could join it (a spool that failed is not joined).
-      await download?.done.catch((err: unknown) => {
-        throw errorForDownload(err, upstream);
-      });
+      if (download) await verified(download, upstream);
       throw new RegistryError('UNKNOWN', 'download closed before it could be read');
     }
     return { ...storedElsewhere, outcome: 'coalesced' };
@@ -397,10 +395,15 @@ function fromSpool(download: SpoolDownload, outcome: CacheOutcome, upstream: str
     read: (buffer, position, last) => lease.readInto(buffer, position, last),
     release: () => lease.release(),
     complete: async () => {
-      await download.done.catch((err: unknown) => {
-        throw errorForDownload(err, upstream);
-      });
+      await verified(download, upstream);
       return download.written;
     },
   };
+}
+
+/** Resolves once `download` verified; its failure as the client is to be told it. */
+function verified(download: SpoolDownload, upstream: string): Promise<void> {
+  return download.done.catch((err: unknown) => {
+    throw errorForDownload(err, upstream);
+  });
 }
