@@ -25,7 +25,7 @@ type Mirror = 'regmirror' | 'distribution';
  * mirror's peak RSS. The mirror first serves `warm` (cold too, but not measured), so that what is
  * measured is a cold cache, not a cold process: JIT, upstream connection and token are warm.
  */
-async function withFreshMirror<T>(mirror: Mirror, upstreamUrl: string, warm: BenchImage, fn: (server: BenchServer) => Promise<T>, cpus?: string): Promise<{ value: T; rss: number | undefined }> {
+export async function withFreshMirror<T>(mirror: Mirror, upstreamUrl: string, warm: BenchImage, fn: (server: BenchServer) => Promise<T>, cpus?: string): Promise<{ value: T; rss: number | undefined }> {
   const server = await (mirror === 'regmirror' ? startRegmirror(upstreamUrl) : startDistributionProxy(upstreamUrl));
   try {
     if (cpus !== undefined) pin(server.pid, cpus);

@@ -13,10 +13,10 @@ import { dirname, join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { skopeoCopyToDir, tempDir, type Relay } from '../test/support/index.js';
+import { withFreshMirror } from './cold.js';
 import { startLink } from './link.js';
-import { fetchImage } from './measure.js';
 import { cpuSeconds } from './memory.js';
-import { startRegmirror, type BenchServer } from './servers.js';
+import type { BenchServer } from './servers.js';
 import { runScript } from './script.js';
 import { benchSettings, linkBytesPerSecond } from './settings.js';
 import { startUpstream } from './upstream.js';
@@ -96,13 +96,7 @@ async function main(): Promise<void> {
     const source = link?.url ?? upstream.registry.url;
     for (let round = 0; round < settings.coldRounds; round++) {
       await timeline('direct', source, upstream.big.name, undefined);
-      const mirror = await startRegmirror(source);
-      try {
-        await fetchImage(mirror.url, upstream.small); // a cold cache, not a cold process
-        await timeline('regmirror', mirror.url, upstream.big.name, mirror);
-      } finally {
-        await mirror.stop();
-      }
+      await withFreshMirror('regmirror', source, upstream.small, (mirror) => timeline('regmirror', mirror.url, upstream.big.name, mirror));
     }
   } finally {
     await link?.stop();
