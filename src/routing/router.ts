@@ -124,27 +124,28 @@ export class Router {
     // without it, a host-like first component routes when it is a configured upstream, and is part
     // of the repository when the listener or Host pins one (a dotted project, as Harbor allows);
     // failing both, it names an upstream not mirrored here.
-    const pinned = this.fallback(req);
-    const pinnedHere = pinned !== undefined && pinned.routedBy !== 'default';
-    const hostLike = !prefixTarget && first !== '' && looksLikeRegistryHost(first) && (this.lookup(first) !== undefined || !pinnedHere);
+    const hostLike = !prefixTarget && first !== '' && looksLikeRegistryHost(first);
+    const firstTarget = hostLike ? this.lookup(first) : undefined;
     let target: RouteTarget;
     let routedBy: RoutedBy;
     let repository = name;
     if (req.ns !== undefined) {
       target = this.requireUpstream(req.ns, 'ns');
       routedBy = 'ns';
-      if (hostLike && this.lookup(first) === target) repository = name.slice(slash + 1);
+      if (firstTarget === target) repository = name.slice(slash + 1);
     } else if (prefixTarget) {
       target = prefixTarget;
       routedBy = 'path';
-    } else if (hostLike) {
-      target = this.requireUpstream(first, 'path');
+    } else if (firstTarget) {
+      target = firstTarget;
       routedBy = 'path';
       repository = name.slice(slash + 1);
-    } else if (pinned) {
-      ({ target, routedBy } = pinned);
     } else {
-      throw new RegistryError('NAME_UNKNOWN', 'the request names no registry: use ?ns=<registry> or a /v2/<registry>/<name> path', { name });
+      // Only requests that name no upstream themselves pay for the fallback's look-ups.
+      const pinned = this.fallback(req);
+      if (hostLike && (pinned === undefined || pinned.routedBy === 'default')) throw notMirrored(first, 'path');
+      if (!pinned) throw new RegistryError('NAME_UNKNOWN', 'the request names no registry: use ?ns=<registry> or a /v2/<registry>/<name> path', { name });
+      ({ target, routedBy } = pinned);
     }
     if (target.dockerHubNames && !repository.includes('/')) repository = `library/${repository}`;
     if (!isValidRepositoryName(repository)) throw new RegistryError('NAME_INVALID', 'invalid repository name', { name: repository.slice(0, 256) });
@@ -168,11 +169,13 @@ export class Router {
 
   private requireUpstream(name: string, how: RoutedBy): RouteTarget {
     const target = this.lookup(name);
-    if (!target) {
-      throw new RegistryError('NAME_UNKNOWN', `registry "${name.slice(0, 255)}" is not mirrored here`, { registry: name.slice(0, 255), routedBy: how });
-    }
+    if (!target) throw notMirrored(name, how);
     return target;
   }
+}
+
+function notMirrored(registry: string, how: RoutedBy): RegistryError {
+  return new RegistryError('NAME_UNKNOWN', `registry "${registry.slice(0, 255)}" is not mirrored here`, { registry: registry.slice(0, 255), routedBy: how });
 }
 
 function requireDigest(value: string): Digest {
