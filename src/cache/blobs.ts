@@ -143,6 +143,13 @@ export class BlobCache {
   /** Opens a blob for a GET. */
   async open(upstream: string, repository: string, digest: Digest): Promise<BlobSource> {
     const source = await this.find(upstream, repository, digest);
+    // An empty blob has no last byte to hold back until verification: it is handed out verified.
+    if (source.size === 0) {
+      await source.complete().catch((err: unknown) => {
+        source.release();
+        throw err;
+      });
+    }
     this.options.use?.accessed(digest);
     return source;
   }

@@ -112,8 +112,6 @@ export class RegistryApi {
     try {
       // A range needs the total size; only a cold blob that upstream sent chunked lacks it.
       if (rangeHeader !== undefined && size === undefined) size = await source.complete();
-      // An empty body has no last byte to hold back until verification: wait for it instead.
-      if (size === 0) await source.complete();
     } catch (err) {
       source.release();
       throw err;

@@ -1,9 +1,11 @@
 // Blob caching against a real registry: single flight, verification, faults, ranges, retries.
 import { readdir } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isBlobGet, seedImage, startFaultyUpstream, startRegistry, type FaultyUpstream, type Registry, type SeededImage } from '../support/index.js';
 import { startTestMirror, type TestMirror } from '../harness/mirror.js';
+import { closeServer, listen } from '../support/http.js';
 import { errorCodes, send, sha256 } from '../harness/http.js';
 
 let registry: Registry;
@@ -187,5 +189,21 @@ describe('blob cache', () => {
     const hit = await send(blobUrl(digest));
     expect([hit.headers.get('x-regmirror-cache'), sha256(hit.body)]).toEqual(['hit', digest]);
     expect(upstream.count(isBlobGet)).toBe(1);
+  });
+});
+
+describe('an empty body', () => {
+  it('completes only once it verified: an upstream that sends no bytes for a blob that has some gets no 200', async () => {
+    // Fault injection: an upstream announcing an empty body for any blob.
+    const empty = createServer((_req, res) => res.writeHead(200, { 'content-length': '0', 'content-type': 'application/octet-stream' }).end());
+    const url = await listen(empty);
+    const m = await startTestMirror({ upstreams: { 'quay.io': { url } } });
+    try {
+      const res = await send(`${m.url}/v2/team/big/blobs/${big().digest}?ns=quay.io`);
+      expect([res.status, errorCodes(res.body)]).toEqual([502, ['UPSTREAM_UNAVAILABLE']]);
+    } finally {
+      await m.close();
+      await closeServer(empty);
+    }
   });
 });
