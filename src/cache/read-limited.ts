@@ -9,11 +9,11 @@ import { upstreamFailure } from './upstream-errors.js';
  * UPSTREAM_UNAVAILABLE if it is cut.
  */
 export async function readLimited(res: UpstreamResponse, limit: number, code: ErrorCode, upstream: string): Promise<Buffer> {
-  const tooLarge = (): RegistryError => {
+  const tooLarge = (): RegistryError => upstreamFailure(code, upstream, `document larger than ${limit} bytes`);
+  if (Number(res.headers['content-length']) > limit) {
     discard(res);
-    return upstreamFailure(code, upstream, `document larger than ${limit} bytes`);
-  };
-  if (Number(res.headers['content-length']) > limit) throw tooLarge();
+    throw tooLarge();
+  }
   let body: Buffer | undefined;
   try {
     body = await readUpTo(res.body, limit);
@@ -21,6 +21,6 @@ export async function readLimited(res: UpstreamResponse, limit: number, code: Er
     // Cut or stalled mid-body: an outage like any other (stale content may be served).
     throw upstreamFailure('UPSTREAM_UNAVAILABLE', upstream, 'response cut short', { cause: err });
   }
-  if (!body) throw tooLarge();
+  if (!body) throw tooLarge(); // readUpTo destroyed the body
   return body;
 }

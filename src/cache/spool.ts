@@ -40,7 +40,7 @@ export interface SpoolLease {
    * Copies bytes at `position` into `buffer` once they are readable, for a response whose last byte
    * is `last` (that byte only after verification); resolves with their count, 0 at the end. Then `release`.
    */
-  readInto(buffer: Buffer, position: number, last?: number): Promise<number>;
+  readInto(buffer: Buffer, position: number, last: number): Promise<number>;
   release(): void;
 }
 
@@ -134,7 +134,7 @@ export class SpoolDownload {
   }
 
   /** See SpoolLease.readInto. */
-  async readInto(buffer: Buffer, position: number, last?: number): Promise<number> {
+  async readInto(buffer: Buffer, position: number, last: number): Promise<number> {
     for (;;) {
       if (this.state === 'verified' && position >= this.written) return 0;
       const available = this.readableEnd(last);
