@@ -1,13 +1,14 @@
 /**
  * What the lifecycle of a replica on shared storage needs from the fleet-wide access record (kept
  * in Redis by `coordination/fleet-access.ts`): every replica's accesses, so that one elected replica
- * evicts by fleet-wide LRU, and the fleet's totals for the size limit and the metrics.
+ * evicts by fleet-wide LRU, and the fleet's totals for the size limit and the metrics. The evictor's
+ * pass (fill, wait, recover, evict) is here too, the one the mirror's lifecycle and gc both run.
  */
 import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobKey } from '../storage/keys.js';
 import type { AccessIndex, FlushedNotes } from './access-index.js';
-import { pages, type Ranking, type RankedRow } from './eviction.js';
+import { evict, pages, type EvictionPass, type Ranking, type RankedRow, type Victim } from './eviction.js';
 
 /** The fleet as one sync saw it. */
 export interface FleetState {
@@ -55,11 +56,55 @@ export interface FleetRecord extends Ranking {
 const SEED_PAGE_ROWS = 1_000;
 
 /** Fills an incomplete record from `index`, which must know all content (reconciled with storage just before). */
-export function seedFromIndex(record: FleetRecord, index: AccessIndex): Promise<void> {
+function seedFromIndex(record: FleetRecord, index: AccessIndex): Promise<void> {
   return record.seed(pages(index, SEED_PAGE_ROWS));
 }
 
 /** Counts again what an interrupted eviction forgot but left in storage; resolves with how many. */
-export function recoverFromStorage(record: FleetRecord, storage: StorageDriver): Promise<number> {
+function recoverFromStorage(record: FleetRecord, storage: StorageDriver): Promise<number> {
   return record.recover(async (digest) => (await storage.stat(blobKey(digest as Digest)))?.size);
+}
+
+/** What an eviction pass by the fleet record needs besides the record (`evictByFleet`). */
+export interface FleetPass {
+  /** The pass itself (`spareAfter` is set from `graceMs`). A dry run neither fills the record nor recovers: it only ranks. */
+  eviction: EvictionPass;
+  /** Content any replica accessed within this long stays; a record filled less than this long ago evicts nothing. */
+  graceMs: number;
+  /** The replica's access index, which fills an incomplete record. */
+  index: AccessIndex;
+  /** Brings `index` in line with storage before it fills the record; absent when the caller just did. */
+  reconcileFirst?: (() => Promise<void>) | undefined;
+}
+
+/** What an eviction pass by the fleet record did. */
+export type FleetPassOutcome =
+  /** A dry run found the record incomplete: there is nothing to rank by until a real pass fills it. */
+  | { kind: 'incomplete' }
+  /** The record was incomplete and is filled now: nothing goes until one grace period has passed. */
+  | { kind: 'seeded' }
+  /** The record was filled less than one grace period ago: other replicas' accesses are still arriving. */
+  | { kind: 'waiting' }
+  /** `recovered`: how many objects an interrupted eviction had left in storage, counted again before the ranking. */
+  | { kind: 'evicted'; victims: Victim[]; recovered: number };
+
+/**
+ * One pass of the fleet's evictor (holding the lease, unless a dry run) on the record as `state`,
+ * its last sync, saw it; in the only safe order: an incomplete record is filled, not judged; a
+ * just-filled one is judged only one grace period later; and what an interrupted eviction left is
+ * counted again before the ranking, so that it is judged with the rest. The mirror's lifecycle and
+ * gc both evict through it.
+ */
+export async function evictByFleet(record: FleetRecord, state: FleetState, storage: StorageDriver, fleetPass: FleetPass): Promise<FleetPassOutcome> {
+  const { eviction, graceMs, index } = fleetPass;
+  if (state.usage === undefined) {
+    if (eviction.dryRun) return { kind: 'incomplete' };
+    await fleetPass.reconcileFirst?.();
+    await seedFromIndex(record, index);
+    return { kind: 'seeded' };
+  }
+  if (!settled(state, graceMs)) return { kind: 'waiting' };
+  const recovered = eviction.dryRun ? 0 : await recoverFromStorage(record, storage);
+  const victims = await evict(record, storage, { ...eviction, spareAfter: eviction.now - graceMs });
+  return { kind: 'evicted', victims, recovered };
 }

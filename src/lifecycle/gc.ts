@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import type { StorageDriver } from '../storage/driver.js';
 import type { AccessIndex, ContentRow } from './access-index.js';
 import { evict, hasLimits, removeContent, type EvictionPass, type EvictionPolicy, type RankedRow, type Victim } from './eviction.js';
-import { recoverFromStorage, seedFromIndex, settled, type FleetState } from './fleet.js';
+import { evictByFleet, type FleetState } from './fleet.js';
 import type { FleetEviction } from './lifecycle.js';
 import { reconcile } from './reconcile.js';
 
@@ -106,7 +106,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
   const pass: EvictionPass = { policy: options.policy, now, dryRun: options.dryRun, keep: (row) => recent(row.accessedAt) || counted(row) };
   // On a fleet, the fleet's grace (any replica's recent use) takes the place of this folder's.
   const { victims, limitsLeft } = options.fleet && hasLimits(options.policy)
-    ? await evictByFleet(options.fleet, index, storage, { ...pass, keep: counted, spareAfter: now - options.fleet.graceMs })
+    ? await evictAsFleetEvictor(options.fleet, index, storage, { ...pass, keep: counted })
     : { victims: await evict(index, storage, pass), limitsLeft: undefined };
   removals.push(...victims.map((v) => ({ kind: v.reason === 'age' ? ('expired' as const) : ('evicted' as const), what: v.digest, bytes: v.size })));
 
@@ -134,7 +134,7 @@ async function removeOrphans(orphans: ContentRow[], { index, storage, fleet }: G
 }
 
 /** Evicts by the fleet's record, as its evictor for this run; or says why not. A dry run only ranks. */
-async function evictByFleet(fleet: GcFleet, index: AccessIndex, storage: StorageDriver, pass: EvictionPass): Promise<{ victims: Victim[]; limitsLeft?: string }> {
+async function evictAsFleetEvictor(fleet: GcFleet, index: AccessIndex, storage: StorageDriver, pass: EvictionPass): Promise<{ victims: Victim[]; limitsLeft?: string }> {
   const { record } = fleet;
   let state: FleetState;
   try {
@@ -143,19 +143,19 @@ async function evictByFleet(fleet: GcFleet, index: AccessIndex, storage: Storage
   } catch (err) {
     return { victims: [], limitsLeft: unreachable(err) };
   }
-  const waitForAccesses = 'the fleet access record was just filled from storage: the limits apply once every replica\'s accesses are in, one grace period later';
   try {
-    if (state.usage === undefined && pass.dryRun) return { victims: [], limitsLeft: 'the fleet access record is incomplete (new, or redis lost its data); gc without --dry-run fills it' };
-    if (state.usage === undefined) {
-      // The index was just reconciled with storage: it knows every piece of content, as seeding needs.
-      await seedFromIndex(record, index);
-      return { victims: [], limitsLeft: waitForAccesses };
+    // The index was just reconciled with storage: it knows every piece of content, as filling the record needs.
+    const outcome = await evictByFleet(record, state, storage, { eviction: pass, graceMs: fleet.graceMs, index });
+    if (outcome.kind === 'evicted') {
+      if (!pass.dryRun) index.drop(outcome.victims.map((v) => v.digest));
+      return { victims: outcome.victims };
     }
-    if (!settled(state, fleet.graceMs)) return { victims: [], limitsLeft: waitForAccesses };
-    if (!pass.dryRun) await recoverFromStorage(record, storage);
-    const victims = await evict(record, storage, pass);
-    if (!pass.dryRun) index.drop(victims.map((v) => v.digest));
-    return { victims };
+    return {
+      victims: [],
+      limitsLeft: outcome.kind === 'incomplete'
+        ? 'the fleet access record is incomplete (new, or redis lost its data); gc without --dry-run fills it'
+        : 'the fleet access record was just filled from storage: the limits apply once every replica\'s accesses are in, one grace period later',
+    };
   } finally {
     record.release();
   }

@@ -16,8 +16,8 @@ import type { BlobCache, ContentUse } from '../cache/blobs.js';
 import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { AccessIndex } from './access-index.js';
-import { evict, hasLimits, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
-import { recoverFromStorage, seedFromIndex, settled, type FleetRecord, type FleetState } from './fleet.js';
+import { evict, hasLimits, type EvictionPass, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
+import { evictByFleet, type FleetRecord, type FleetState } from './fleet.js';
 import { reconcile } from './reconcile.js';
 import { liveServer, markServing, type ServerMark } from './server-mark.js';
 
@@ -216,7 +216,7 @@ export class CacheLifecycle {
     }
     if (state.resync) this.reconcileLater('may have missed evictions by another replica');
     fleet.onLeading?.(leading);
-    // An incomplete record (no usage) is filled by the pass, which then waits one grace period (see pass).
+    // An incomplete record (no usage) is filled by the pass, which then waits one grace period (see evictByFleet).
     if (leading) this.evictIfDue(state.usage?.bytes);
   }
 
@@ -235,16 +235,8 @@ export class CacheLifecycle {
     const { fleet, storage, policy } = this.options;
     const now = this.now();
     const guard = { keep: (row: { digest: Digest }) => this.holds.inUse(row.digest), reserve: (row: { digest: Digest }) => this.holds.reserveForDelete(row.digest) };
-    if (fleet && !this.fleetState?.usage) {
-      await this.seed(fleet.record);
-      return [];
-    }
-    // Just filled: the other replicas' recent accesses are still arriving.
-    if (fleet && !settled(this.fleetState!, fleet.graceMs)) return [];
-    if (fleet) await this.recover(fleet.record);
-    const victims = fleet
-      ? await evict(fleet.record, storage, { policy, now, ...guard, spareAfter: now - fleet.graceMs })
-      : await evict(this.index, storage, { policy, now, ...guard });
+    const pass: EvictionPass = { policy, now, ...guard };
+    const victims = fleet ? await this.passByFleet(fleet, pass) : await evict(this.index, storage, pass);
     for (const reason of ['size', 'age'] as const) {
       const some = victims.filter((v) => v.reason === reason);
       if (some.length === 0) continue;
@@ -256,19 +248,22 @@ export class CacheLifecycle {
     return victims;
   }
 
-  /** Counts again what the last evictor forgot without deleting it (it died mid-pass). */
-  private async recover(record: FleetRecord): Promise<void> {
+  /** Evicts by the fleet record (filling it first when incomplete) and logs what it did besides evicting. */
+  private async passByFleet(fleet: FleetEviction, eviction: EvictionPass): Promise<Victim[]> {
     const { storage, logger } = this.options;
-    const recovered = await recoverFromStorage(record, storage);
-    if (recovered > 0) logger.info({ objects: recovered }, 'fleet access record: content an interrupted eviction left in storage counted again');
-  }
-
-  /** Fills the fleet record from storage: the index, reconciled first, knows every piece of content. */
-  private async seed(record: FleetRecord): Promise<void> {
-    const { logger, storage } = this.options;
-    logger.info('fleet access record incomplete (new, or redis lost its data): eviction waits while it is filled from storage');
-    await reconcile(this.index, storage, this.now);
-    await seedFromIndex(record, this.index);
-    logger.info(this.index.usage(), 'fleet access record filled from storage');
+    // Passes on a fleet start only after the sync that elected this replica.
+    const outcome = await evictByFleet(fleet.record, this.fleetState!, storage, {
+      eviction,
+      graceMs: fleet.graceMs,
+      index: this.index,
+      reconcileFirst: async () => {
+        logger.info('fleet access record incomplete (new, or redis lost its data): eviction waits while it is filled from storage');
+        await reconcile(this.index, storage, this.now);
+      },
+    });
+    if (outcome.kind === 'seeded') logger.info(this.index.usage(), 'fleet access record filled from storage');
+    if (outcome.kind !== 'evicted') return [];
+    if (outcome.recovered > 0) logger.info({ objects: outcome.recovered }, 'fleet access record: content an interrupted eviction left in storage counted again');
+    return outcome.victims;
   }
 }
