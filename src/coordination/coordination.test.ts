@@ -1,5 +1,5 @@
-// Leases, the fleet single flight, shared tag records and the fleet-wide access record against a
-// real redis-server.
+// Leases, the fleet single flight, shared tag records, the fleet-wide access record and its
+// evictor's pass (as gc and a mirror run it) against a real redis-server.
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,10 +9,13 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisServer } from '../../test/scale-out/redis.js';
 import { MetadataStore, type TagRecord } from '../metadata/records.js';
-import type { FlushedNotes } from '../lifecycle/access-index.js';
+import { AccessIndex, type FlushedNotes } from '../lifecycle/access-index.js';
 import { settled } from '../lifecycle/fleet.js';
-import type { Digest } from '../oci/digest.js';
+import { collectGarbage, type GcReport } from '../lifecycle/gc.js';
+import { CacheLifecycle, indexFile } from '../lifecycle/lifecycle.js';
+import { digestOf, type Digest } from '../oci/digest.js';
 import { FilesystemDriver } from '../storage/filesystem.js';
+import { blobKey, blobLinkKey } from '../storage/keys.js';
 import { FleetAccess } from './fleet-access.js';
 import { FleetFlight, finishesAfter } from './fleet-flight.js';
 import { LeaseLocks } from './lease.js';
@@ -289,5 +292,104 @@ describe('FleetAccess', () => {
     await new Promise((resolve) => setTimeout(resolve, 2_500)); // reconnect back-off is at most 2 s
     await a.seed((async function* () {})());
     expect((await a.sync()).usage).toEqual({ bytes: 100, objects: 1 });
+  });
+});
+
+const GRACE_MS = 1_000;
+/** Three objects of 100 bytes are over it; evicting the oldest brings them under the low water (225). */
+const OVER_BY_ONE = { maxSize: 250, lowWater: 0.9 };
+
+/** Stores a, b and c (100 bytes each, linked), in that order, and tells `stored` of each at the clock's time. */
+async function storeThree(storage: FilesystemDriver, clock: { t: number }, stored: (digest: Digest) => void): Promise<Digest[]> {
+  const digests: Digest[] = [];
+  for (const seed of ['a', 'b', 'c']) {
+    const data = Buffer.alloc(100, seed);
+    await storage.put(blobKey(digestOf(data)), data);
+    await storage.put(blobLinkKey('quay.io', 'team/app', digestOf(data)), Buffer.alloc(0)); // not an orphan
+    stored(digestOf(data));
+    digests.push(digestOf(data));
+    clock.t += 10;
+  }
+  return digests;
+}
+
+/** gc on a cache folder of a, b and c, accessed long ago, that judges the limits by `record`. */
+async function gcOnAFleet(record: FleetAccess): Promise<{ gc: (dryRun: boolean) => Promise<GcReport>; digests: Digest[]; index: AccessIndex }> {
+  const dir = await mkdtemp(join(tmpdir(), 'regmirror-fleet-gc-'));
+  const storage = new FilesystemDriver(dir);
+  await storage.init();
+  const clock = { t: 1_000 };
+  const index = AccessIndex.open(indexFile(dir), { repair: true, owner: true, now: () => clock.t });
+  const digests = await storeThree(storage, clock, (digest) => index.stored(digest, 100));
+  index.flush();
+  const gc = (dryRun: boolean): Promise<GcReport> => collectGarbage({
+    dataDir: dir, storage, index, policy: OVER_BY_ONE, serverRunning: false, graceMs: 600_000, dryRun, fleet: { record, graceMs: GRACE_MS },
+  });
+  return { gc, digests, index };
+}
+
+const JUST_FILLED = /^the fleet access record was just filled from storage/;
+
+describe('the fleet evictor\'s pass', () => {
+  it('in gc: fills an incomplete record (not on a dry run), then evicts nothing for one grace period', async () => {
+    const [record, other] = fleet(2) as [FleetAccess, FleetAccess];
+    const { gc, digests, index } = await gcOnAFleet(record);
+
+    const dry = await gc(true);
+    expect(dry).toMatchObject({ removals: [], limitsLeft: 'the fleet access record is incomplete (new, or redis lost its data); gc without --dry-run fills it' });
+    expect((await other.sync()).usage).toBeUndefined();
+
+    const filling = await gc(false);
+    expect(filling).toMatchObject({ removals: [], limitsLeft: expect.stringMatching(JUST_FILLED) });
+    expect((await other.sync()).usage).toEqual({ bytes: 300, objects: 3 }); // over the limit, as the record now says
+    const soon = await gc(false); // the other replicas' accesses may still be on their way
+    expect(soon).toMatchObject({ removals: [], limitsLeft: expect.stringMatching(JUST_FILLED) });
+
+    await sleep(GRACE_MS);
+    const later = await gc(false);
+    expect(later.limitsLeft).toBeUndefined();
+    expect(later.removals.map((r) => [r.kind, r.what])).toEqual([['evicted', digests[0]]]);
+    index.close();
+  });
+
+  it('in gc: counts again what an interrupted eviction left before it ranks, so that it is judged with the rest', async () => {
+    const [record, dead] = fleet(2) as [FleetAccess, FleetAccess];
+    const { gc, digests, index } = await gcOnAFleet(record);
+    await gc(false); // fills the record
+    await sleep(GRACE_MS);
+    // An evictor that died mid-pass: it took a out of the record's totals, and never deleted it.
+    expect((await dead.removeUnchanged(await dead.oldest(undefined, 1))).map((r) => r.digest)).toEqual([digests[0]]);
+    expect((await dead.sync()).usage).toEqual({ bytes: 200, objects: 2 }); // under the limit, as the record stands
+
+    const run = await gc(false);
+    // a, counted again as just accessed, puts the fleet over the limit: b, the oldest now, goes.
+    expect(run.removals.map((r) => [r.kind, r.what])).toEqual([['evicted', digests[1]]]);
+    expect((await dead.sync()).usage).toEqual({ bytes: 200, objects: 2 });
+    index.close();
+  });
+
+  it('in a mirror: fills an incomplete record, then evicts nothing for one grace period', async () => {
+    const [record] = fleet(1) as [FleetAccess];
+    const dir = await mkdtemp(join(tmpdir(), 'regmirror-fleet-lifecycle-'));
+    const storage = new FilesystemDriver(dir);
+    await storage.init();
+    const clock = { t: 1_000 };
+    const evicted: number[] = [];
+    const lifecycle = await CacheLifecycle.open({
+      dataDir: dir, storage, policy: OVER_BY_ONE, logger, flushIntervalMs: 20, fleet: { record, graceMs: GRACE_MS },
+      onEvicted: (_reason, objects) => evicted.push(objects), now: () => clock.t,
+    });
+    const digests = await storeThree(storage, clock, (digest) => lifecycle.use.stored(digest, 100));
+    clock.t += 3_600_000; // all out of their grace: only the record's filling holds eviction back
+
+    const started = Date.now();
+    lifecycle.start({ inUse: () => false, reserveForDelete: () => () => undefined, evictedElsewhere: () => undefined });
+    for (let i = 0; i < 250 && evicted.length === 0; i++) await sleep(20);
+    // Filled after the start, so judged no earlier than one grace period after it (Redis runs on this machine's clock).
+    expect(Date.now() - started).toBeGreaterThanOrEqual(GRACE_MS);
+    expect(evicted).toEqual([1]);
+    expect(await storage.stat(blobKey(digests[0]!))).toBeUndefined();
+    expect(await storage.stat(blobKey(digests[1]!))).toBeDefined();
+    await lifecycle.close();
   });
 });
