@@ -9,7 +9,8 @@ import { AccessIndex } from '../../src/lifecycle/access-index.js';
 import { indexFile } from '../../src/lifecycle/lifecycle.js';
 import { listCache } from '../../src/lifecycle/listing.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
-import { isCached, metric, pullImage, startLimitedMirror, UPSTREAM, waitFor, type LimitedMirror } from './support.js';
+import { metric } from '../support/http.js';
+import { isCached, pullImage, startLimitedMirror, UPSTREAM, waitFor, type LimitedMirror } from './support.js';
 
 let registry: Registry;
 let relay: Relay;

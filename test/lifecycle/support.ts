@@ -47,15 +47,6 @@ export async function pullImage(url: string, image: SeededImage): Promise<void> 
   }
 }
 
-/** The value of an unlabelled metric, or the sum of a labelled one's series. */
-export async function metric(url: string, name: string): Promise<number> {
-  const text = (await send(`${url}/metrics`)).body.toString();
-  return text
-    .split('\n')
-    .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
-    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
-}
-
 /** True when the content of `digest` is in the cache folder. */
 export async function isCached(dataDir: string, digest: string): Promise<boolean> {
   const hex = digest.slice('sha256:'.length);

@@ -26,3 +26,13 @@ export function basicCredentials(header: string | undefined): { username: string
   const colon = decoded.indexOf(':');
   return colon < 0 ? undefined : { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
+
+/** The value of an unlabelled metric on `url`/metrics, or the sum of a labelled one's series. */
+export async function metric(url: string, name: string): Promise<number> {
+  const res = await fetch(`${url}/metrics`);
+  if (res.status !== 200) throw new Error(`${url}/metrics answered ${res.status}`);
+  return (await res.text())
+    .split('\n')
+    .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+}
