@@ -43,6 +43,12 @@ export function watchPeakRss(pid: number): PeakMeter {
   };
 }
 
+/** The process's resident memory now, in MB (10^6 bytes; undefined when it is gone). */
+export function currentRssMB(pid: number): number | undefined {
+  const kib = statusKiB(pid, 'VmRSS');
+  return kib === undefined ? undefined : (kib * 1024) / 1e6;
+}
+
 /** The command name of a process (`/proc/PID/comm`). */
 export function processName(pid: number): string {
   return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();

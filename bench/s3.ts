@@ -109,7 +109,7 @@ export async function runS3Column(settings: BenchSettings, upstreamUrl: string, 
     const bucket = await createTestBucket(swift, 'regmirror-bench');
     stops.push(async () => bucket.close());
     const start = async (storage?: Record<string, unknown>): Promise<BenchServer> => {
-      const server = await startRegmirror(upstreamUrl, { storage });
+      const server = await startRegmirror(upstreamUrl, storage ? { config: { storage } } : {});
       stops.push(() => server.stop());
       return server;
     };

@@ -21,6 +21,8 @@ export interface BenchServer {
   pid: number;
   /** What the process printed (regmirror only), until `stop` removes it. */
   logPath?: string;
+  /** Its cache folder (regmirror only), until `stop` removes it. */
+  dataDir?: string;
   stop(): Promise<void>;
 }
 
@@ -45,8 +47,8 @@ export interface RegmirrorOptions {
   main?: string;
   /** More options for node (default: BENCH_NODE_FLAGS, space-separated), e.g. `--cpu-prof --cpu-prof-dir=DIR`. */
   nodeFlags?: string[];
-  /** A `storage` section (e.g. an S3 bucket), written to a config file; --data still sets its local folder (the spool). */
-  storage?: Record<string, unknown>;
+  /** Config sections (e.g. `storage` for an S3 bucket, `cache`), written to a config file; the command line still sets listener, folder and upstream. */
+  config?: Record<string, unknown>;
 }
 
 /**
@@ -59,7 +61,7 @@ async function launchFlags(main: string): Promise<string[]> {
   return match ? match[1]!.trim().split(/\s+/) : [];
 }
 
-/** Starts regmirror with a fresh, empty cache (a fresh folder; `opts.storage` as given), mirroring docker.io from `upstreamUrl`. */
+/** Starts regmirror with a fresh, empty cache (a fresh folder; `opts.config` as given), mirroring docker.io from `upstreamUrl`. */
 export async function startRegmirror(upstreamUrl: string, opts: RegmirrorOptions = {}): Promise<BenchServer> {
   const main = opts.main ?? REGMIRROR_MAIN;
   const nodeFlags = [...(await launchFlags(main)), ...(opts.nodeFlags ?? (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean))];
@@ -67,13 +69,13 @@ export async function startRegmirror(upstreamUrl: string, opts: RegmirrorOptions
   const logPath = join(dir, 'regmirror.log');
   const configFile = join(dir, 'regmirror.json');
   // JSON is YAML; the command line sets listener, folder and upstream on top of it.
-  if (opts.storage) await writeFile(configFile, JSON.stringify({ version: 1, storage: opts.storage }));
+  if (opts.config) await writeFile(configFile, JSON.stringify({ version: 1, ...opts.config }));
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const log = openSync(logPath, 'a');
     const child = spawnTracked(process.execPath, [
-      ...nodeFlags, main, 'serve', ...(opts.storage ? ['--config', configFile] : []),
+      ...nodeFlags, main, 'serve', ...(opts.config ? ['--config', configFile] : []),
       '--listen', `127.0.0.1:${port}`, '--data', join(dir, 'data'), '--upstream', `docker.io=${upstreamUrl}`, '--log-level', 'warn',
     ], { stdio: ['ignore', log, log] });
     closeSync(log);
@@ -89,6 +91,7 @@ export async function startRegmirror(upstreamUrl: string, opts: RegmirrorOptions
       url,
       pid,
       logPath,
+      dataDir: join(dir, 'data'),
       async stop() {
         // SIGINT lets node write a --cpu-prof profile; regmirror exits 0 on it.
         child.kill('SIGINT');
