@@ -1,7 +1,7 @@
 /** Turns an upstream's credential settings into a username and password, reading env and files. */
 import { readFileSync } from 'node:fs';
 import type { UpstreamConfig } from './schema.js';
-import { ConfigError } from './load.js';
+import { ConfigError } from './error.js';
 
 /** A username and password for a registry: an upstream's, or a user of the mirror. */
 export interface Credentials {

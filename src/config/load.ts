@@ -2,7 +2,11 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { ConfigError } from './error.js';
 import { configSchema, type Config } from './schema.js';
+
+/** Defined apart, so that credentials.ts can throw it without loading this module's parser and schema. */
+export { ConfigError };
 
 /** Where the commented default configuration lives, both in the source tree and in the package. */
 export const DEFAULT_CONFIG_URL = new URL('../../config/default.yaml', import.meta.url);
@@ -15,11 +19,6 @@ export interface ConfigOverrides {
   data?: string;
   /** `name=url`, repeatable; replaces `upstreams`. User-info in the URL becomes credentials. */
   upstream?: string[];
-}
-
-/** A configuration that cannot be used; the message is one line per problem, naming the key. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
 }
 
 /** Loads the file at `path` (or the embedded default), applies `overrides`, validates and freezes it. */
