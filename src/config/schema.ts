@@ -38,9 +38,13 @@ const share = z.string().transform((value, ctx) => {
   return fraction;
 });
 
+/** `host:port`; port 0 is any free port (tests listen on it). */
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^\s:/]*):(\d{1,5})$/;
+
 const hostPort = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:/]*):\d{1,5}$/, 'must be host:port, e.g. 0.0.0.0:5000 or :5000');
+  .regex(HOST_PORT, 'must be host:port, e.g. 0.0.0.0:5000 or :5000')
+  .refine((address) => Number(HOST_PORT.exec(address)?.[2] ?? 0) <= 65535, { error: (issue) => `port ${portOf(issue.input as string)} is out of range: 1 to 65535 (0: any free port)` });
 
 const credentials = z
   .object({
