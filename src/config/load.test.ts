@@ -56,6 +56,28 @@ describe('configuration', () => {
     expect(errorOf(() => loadConfig(undefined, { upstream: ['ghcr.io'] }))).toBe('--upstream "ghcr.io": expected name=url');
   });
 
+  it('checks the keys that refer to others even when other keys have problems', () => {
+    expect(errorOf(() => parseConfig({
+      ...minimal,
+      listeners: [{ address: ':5000', upstream: 'quay.io' }, { address: '5001' }],
+      routing: { defaultUpstream: 'docker.io' },
+      cache: { tagTTL: 'soon' },
+      upstreams: { 'ghcr.io': { url: 'https://ghcr.io', tagTTL: 'later' }, ghcr: { url: 'https://ghcr.io' } },
+      storage: { driver: 's3', maxSize: '50 gigs' },
+    })).split('\n')).toEqual([
+      'config error at listeners[1].address: must be host:port, e.g. 0.0.0.0:5000 or :5000',
+      'config error at storage.maxSize: "50 gigs" is not a size (use e.g. 500MiB, 50GiB, 2TB, or a number of bytes)',
+      'config error at storage.bucket: the s3 driver needs a bucket',
+      'config error at cache.tagTTL: "soon" is not a duration (use e.g. 500ms, 30s, 5m, 1h)',
+      'config error at upstreams["ghcr.io"].tagTTL: "later" is not a duration (use e.g. 500ms, 30s, 5m, 1h)',
+      'config error at upstreams.ghcr: an upstream is named by its registry host, e.g. ghcr.io',
+      'config error at listeners[0].upstream: no upstream named "quay.io"',
+      'config error at routing.defaultUpstream: no upstream named "docker.io"',
+    ]);
+    // A key that did not parse is not checked against others: no second error about it.
+    expect(errorOf(() => parseConfig({ ...minimal, routing: { defaultUpstream: 5 } }))).toBe('config error at routing.defaultUpstream: Invalid input: expected string, received number');
+  });
+
   it('reports unreadable files and bad YAML in one line', () => {
     expect(errorOf(() => loadConfig('/nonexistent/regmirror.yaml'))).toMatch(/^cannot read config file \/nonexistent\/regmirror.yaml: /);
     const dir = mkdtempSync(join(tmpdir(), 'regmirror-config-'));

@@ -103,7 +103,7 @@ const storage = z
   .superRefine((s, ctx) => {
     if (s.driver === 's3' && s.bucket === undefined) ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'the s3 driver needs a bucket' });
     if (s.driver !== 's3' && s.bucket !== undefined) ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'only the s3 driver uses a bucket (set driver: s3)' });
-  });
+  }, reading(['driver'], ['bucket']));
 
 /** Coordination of replicas on shared storage: fleet-wide single flight and shared tag records. */
 const redis = z
@@ -148,7 +148,7 @@ const listenerTls = z
     } else if (tls.acme === undefined && (tls.cert === undefined || tls.key === undefined)) {
       ctx.addIssue({ code: 'custom', message: 'needs both cert and key (or acme)' });
     }
-  });
+  }, reading(['cert'], ['key'], ['ca'], ['acme']));
 
 /** A host the proxy serves: a DNS name or IPv4 address, `*.` for its subdomains, `:port` when not 443. */
 const proxyHost = z
@@ -221,17 +221,20 @@ export const configSchema = z
   })
   .strict()
   .superRefine((config, ctx) => {
-    const names = new Set(Object.keys(config.upstreams));
-    for (const name of names) {
+    for (const name of Object.keys(config.upstreams)) {
       if (!looksLikeRegistryHost(name)) {
         ctx.addIssue({ code: 'custom', path: ['upstreams', name], message: 'an upstream is named by its registry host, e.g. ghcr.io' });
       }
     }
+  }, reading(['upstreams']))
+  .superRefine((config, ctx) => {
     config.listeners.forEach((l, i) => {
-      if (l.upstream !== undefined && !names.has(l.upstream)) {
+      if (l.upstream !== undefined && !Object.hasOwn(config.upstreams, l.upstream)) {
         ctx.addIssue({ code: 'custom', path: ['listeners', i, 'upstream'], message: `no upstream named "${l.upstream}"` });
       }
     });
+  }, reading(['upstreams'], ['listeners', '*', 'upstream']))
+  .superRefine((config, ctx) => {
     config.listeners.forEach((l, i) => {
       const challenge = l.tls?.acme?.challengeAddress;
       const clash = challenge === undefined ? -1 : config.listeners.findIndex((other) => portOf(other.address) === portOf(challenge));
@@ -239,11 +242,24 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['listeners', i, 'tls', 'acme', 'challengeAddress'], message: `port ${portOf(challenge!)} is also listener ${clash}'s: the challenge responder needs a port of its own` });
       }
     });
+  }, reading(['listeners', '*', 'address'], ['listeners', '*', 'tls', 'acme', 'challengeAddress']))
+  .superRefine((config, ctx) => {
     const fallback = config.routing.defaultUpstream;
-    if (fallback !== undefined && !names.has(fallback)) {
+    if (fallback !== undefined && !Object.hasOwn(config.upstreams, fallback)) {
       ctx.addIssue({ code: 'custom', path: ['routing', 'defaultUpstream'], message: `no upstream named "${fallback}"` });
     }
-  });
+  }, reading(['upstreams'], ['routing', 'defaultUpstream']));
+
+/**
+ * Lets a check across keys run though other keys have problems (zod skips a refinement after any
+ * issue that stops a parse), so that one run reports every problem. The check is skipped only when
+ * a value it reads, or one holding it, did not parse: `paths` are what it reads, `*` any index or
+ * name. An upstream's settings do not hold its name, so a bad one leaves `['upstreams']` readable.
+ */
+function reading(...paths: readonly string[][]): { when: (payload: z.core.ParsePayload) => boolean } {
+  const holds = (at: readonly PropertyKey[], read: readonly string[]): boolean => at.length <= read.length && at.every((key, i) => read[i] === '*' || read[i] === key);
+  return { when: ({ issues }) => !issues.some((issue) => issue.continue !== true && paths.some((read) => holds(issue.path ?? [], read))) };
+}
 
 function portOf(address: string): string {
   return address.slice(address.lastIndexOf(':') + 1);
