@@ -49,6 +49,7 @@ describe('configuration', () => {
     expect(errorOf(() => parseConfig({ ...minimal, listners: [] }))).toBe('config error at (top level): unknown key "listners"');
     expect(errorOf(() => parseConfig({ ...minimal, listeners: [] }))).toBe('config error at listeners: at least one listener is needed');
     expect(errorOf(() => parseConfig({ ...minimal, listeners: [{ address: '5000' }] }))).toBe('config error at listeners[0].address: must be host:port, e.g. 0.0.0.0:5000 or :5000');
+    expect(errorOf(() => parseConfig({ ...minimal, admin: { allow: ['10.0.0.0/8'] } }))).toBe('config error at admin.allow: applies to the admin listener only: set admin.address, or use listeners[].allow');
     expect(errorOf(() => parseConfig({ ...minimal, admin: { address: '127.0.0.1:99999' } }))).toBe('config error at admin.address: port 99999 is out of range: 1 to 65535 (0: any free port)');
     expect(parseConfig({ ...minimal, listeners: [{ address: '127.0.0.1:0' }, { address: '[::1]:65535' }] }).listeners).toHaveLength(2);
     expect(errorOf(() => parseConfig({ ...minimal, listeners: [{ address: ':5000', upstream: 'quay.io' }] }))).toBe('config error at listeners[0].upstream: no upstream named "quay.io"');

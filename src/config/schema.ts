@@ -181,7 +181,16 @@ export const configSchema = z
     version: z.literal(1, { error: 'must be 1' }),
     listeners: z.array(listener).min(1, 'at least one listener is needed').default([{ address: '0.0.0.0:5000' }]),
     routing: z.object({ defaultUpstream: z.string().optional() }).strict().prefault({}),
-    admin: z.object({ address: hostPort.optional(), allow: z.array(cidr).optional() }).strict().prefault({}),
+    admin: z
+      .object({ address: hostPort.optional(), allow: z.array(cidr).optional() })
+      .strict()
+      .superRefine((admin, ctx) => {
+        // Without a listener of their own, the endpoints are on the registry listeners, behind theirs.
+        if (admin.allow !== undefined && admin.address === undefined) {
+          ctx.addIssue({ code: 'custom', path: ['allow'], message: 'applies to the admin listener only: set admin.address, or use listeners[].allow' });
+        }
+      }, reading(['address'], ['allow']))
+      .prefault({}),
     access: z
       .object({
         trustedProxies: z.array(cidr).default([]),
