@@ -35,7 +35,7 @@ export class Metrics {
 
   readonly upstreamRequests = new Counter({
     name: 'regmirror_upstream_requests_total',
-    help: 'Requests sent to upstream registries (token services and redirects included), by method and status',
+    help: 'Requests sent to upstream registries (redirect hops included, token requests not), by method and status',
     labelNames: ['upstream', 'method', 'status'] as const,
     registers: [this.registry],
   });

@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MockAgent } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Metrics } from '../metrics/metrics.js';
 import { parseChallenge } from './auth.js';
 import { UpstreamClient, type UpstreamClientOptions } from './client.js';
 
@@ -133,6 +134,25 @@ describe('token service failures', () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+});
+
+describe('token requests in the metrics', () => {
+  it('are not upstream requests: only the registry\'s answers are counted there', async () => {
+    const mock = mockAgent();
+    const manifest = '/v2/team/app/manifests/v1';
+    const registry = mock.get('https://registry.example');
+    registry.intercept({ path: manifest }).reply(401, '', { headers: { 'www-authenticate': 'Bearer realm="https://auth.example/token"' } });
+    registry.intercept({ path: manifest, headers: { authorization: 'Bearer t' } }).reply(200, '{}');
+    mock.get('https://auth.example').intercept({ path: /^\/token/ }).reply(200, JSON.stringify({ token: 't' }));
+    const metrics = new Metrics();
+    await clientOf('https://registry.example', mock, metrics.upstreamObserver('test')).request({ method: 'GET', path: manifest, repository: 'team/app' });
+    const text = await metrics.registry.metrics();
+    expect(text.split('\n').filter((line) => line.startsWith('regmirror_upstream_requests_total'))).toEqual([
+      'regmirror_upstream_requests_total{upstream="test",method="GET",status="401"} 1',
+      'regmirror_upstream_requests_total{upstream="test",method="GET",status="200"} 1',
+    ]);
+    expect(text).toContain('# HELP regmirror_upstream_requests_total Requests sent to upstream registries (redirect hops included, token requests not)');
   });
 });
 
