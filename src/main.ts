@@ -4,7 +4,7 @@
  */
 import type { BlockList } from 'node:net';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import { BlobCache } from './cache/blobs.js';
 import { ListCache } from './cache/lists.js';
 import { ManifestCache } from './cache/manifests.js';
@@ -27,7 +27,7 @@ import type { S3Driver } from './storage/s3.js';
 import { resolveS3Credentials } from './storage/s3-credentials.js';
 import { HEALTH_PROBE_KEY } from './storage/keys.js';
 import { TlsError } from './tls/keypair.js';
-import { openListenerTls } from './tls/open.js';
+import { openListenerSource, openListenerTls } from './tls/open.js';
 import { UpstreamClient } from './upstream/client.js';
 import { StatusPage } from './web/page.js';
 import { takeSnapshot } from './web/snapshot.js';
@@ -114,7 +114,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     logger,
     limits: config.http,
     trustedProxies: config.access.trustedProxies.length > 0 ? cidrList(config.access.trustedProxies) : undefined,
-    auth: config.access.htpasswd !== undefined ? new HtpasswdAuth(config.access.htpasswd, config.access.realm, logger) : undefined,
+    auth: config.access.htpasswd !== undefined ? openHtpasswd(config.access.htpasswd, config.access.realm, logger) : undefined,
     observe: (record: RequestRecord) => {
       account(record);
       status.record(record);
@@ -166,6 +166,44 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   return { listeners, proxy, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
 }
 
+/**
+ * What `serve` reads at start besides the file, checked without starting anything (no port bound,
+ * no storage opened, neither Redis nor an ACME CA asked): credentials from the environment and
+ * files, the htpasswd file, the listeners' certificate files and the proxy's CA. Returns one
+ * `config error at` line per problem, as the schema's.
+ */
+export async function startupProblems(config: Readonly<Config>): Promise<string[]> {
+  // Warnings (a certificate about to expire, a skipped htpasswd entry) do not stop serve.
+  const logger = pino({ level: 'silent' });
+  const problems: string[] = [];
+  const check = async (resolve: () => unknown): Promise<void> => {
+    try {
+      await resolve();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(err.message);
+    }
+  };
+  for (const [i, { tls }] of config.listeners.entries()) {
+    // An ACME listener would order its certificate: only certificate files are read.
+    if (tls !== undefined && tls.acme === undefined) await check(() => openListenerSource(i, tls, logger).then((source) => source.close(), tlsConfigError));
+  }
+  const { htpasswd, realm } = config.access;
+  if (htpasswd !== undefined) await check(() => openHtpasswd(htpasswd, realm, logger).close());
+  if (config.storage.driver === 's3') await check(() => asConfigError(() => resolveS3Credentials(config.storage.credentials)));
+  const { redis, proxy } = config;
+  if (redis) {
+    const { resolveRedisPassword } = await import('./coordination/redis.js');
+    await check(() => asConfigError(() => resolveRedisPassword(redis)));
+  }
+  if (proxy) {
+    const { openProxyCa } = await import('./proxy/open.js');
+    await check(() => openProxyCa(proxy, logger).then((ca) => ca.close(), tlsConfigError));
+  }
+  for (const [name, upstream] of Object.entries(config.upstreams)) await check(() => resolveCredentials(name, upstream.credentials));
+  return problems;
+}
+
 /** Eviction by the fleet-wide record in Redis, with its metrics. */
 function fleetEviction(coordination: Coordination, graceMs: number, metrics: FleetMetrics): FleetEviction {
   return {
@@ -190,6 +228,15 @@ export function fleetGraceMs(config: Readonly<Config>): number {
 /** A certificate or key that cannot be used is a configuration error naming the key and the file. */
 function tlsConfigError(err: unknown): never {
   throw err instanceof TlsError ? new ConfigError(`config error at ${err.message}`) : err;
+}
+
+/** The users of the htpasswd file; a file that cannot be read is a ConfigError naming the key. */
+function openHtpasswd(path: string, realm: string, logger: Logger): HtpasswdAuth {
+  try {
+    return new HtpasswdAuth(path, realm, logger);
+  } catch (err) {
+    throw new ConfigError(`config error at access.htpasswd: ${(err as Error).message}`);
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 /** `regmirror serve` and `regmirror verify`: run the mirror, or check a configuration. */
 import { Option, type Command } from 'commander';
-import { loadConfig, type ConfigOverrides } from '../config/load.js';
-import { startMirror } from '../main.js';
+import { ConfigError, loadConfig, type ConfigOverrides } from '../config/load.js';
+import { startMirror, startupProblems } from '../main.js';
 import { createLogger } from './logger.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -34,10 +34,11 @@ export function registerServe(program: Command): void {
 export function registerVerify(program: Command): void {
   program
     .command('verify')
-    .description('check a configuration file and print problems, one per line')
+    .description('check a configuration file and the credentials and certificate files it names; print problems, one per line')
     .option('-c, --config <file>', 'configuration file (YAML); default: the embedded one')
-    .action((opts: { config?: string }) => {
-      loadConfig(opts.config);
+    .action(async (opts: { config?: string }) => {
+      const problems = await startupProblems(loadConfig(opts.config));
+      if (problems.length > 0) throw new ConfigError(problems.join('\n'));
       console.log(`${opts.config ?? 'embedded default configuration'}: OK`);
     });
 }

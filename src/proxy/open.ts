@@ -34,11 +34,16 @@ export interface OpenProxyDeps {
   accessLog: boolean;
 }
 
-/** Opens the proxy; a CA that cannot be used throws TlsError `proxy: <file> ...`. */
-export async function openProxy(settings: ProxySettings, deps: OpenProxyDeps): Promise<OpenProxy> {
-  const certificates = await HostCertificates.open({ caCert: settings.caCert, caKey: settings.caKey, logger: deps.logger }).catch((err: unknown) => {
+/** The CA that signs the intercepted hosts' certificates; one that cannot sign throws TlsError `proxy: <file> ...`. */
+export function openProxyCa(settings: Pick<ProxySettings, 'caCert' | 'caKey'>, logger: Logger): Promise<HostCertificates> {
+  return HostCertificates.open({ caCert: settings.caCert, caKey: settings.caKey, logger }).catch((err: unknown) => {
     throw err instanceof TlsError ? new TlsError(`proxy: ${err.message}`) : err;
   });
+}
+
+/** Opens the proxy; a CA that cannot be used throws TlsError `proxy: <file> ...`. */
+export async function openProxy(settings: ProxySettings, deps: OpenProxyDeps): Promise<OpenProxy> {
+  const certificates = await openProxyCa(settings, deps.logger);
   try {
     const at = settings.listen.lastIndexOf(':');
     const proxy = await startProxy(

@@ -30,16 +30,19 @@ export interface ListenerTlsSettings {
 export async function openListenerTls(listeners: readonly { tls?: ListenerTlsSettings | undefined }[], logger: Logger): Promise<(TlsSource | undefined)[]> {
   const sources: (TlsSource | undefined)[] = [];
   try {
-    for (const [i, { tls }] of listeners.entries()) {
-      sources.push(tls === undefined ? undefined : await openOne(tls, logger.child({ listener: i })).catch((err: unknown) => {
-        throw err instanceof TlsError ? new TlsError(`listeners[${i}].tls: ${err.message}`) : err;
-      }));
-    }
+    for (const [i, { tls }] of listeners.entries()) sources.push(tls === undefined ? undefined : await openListenerSource(i, tls, logger));
   } catch (err) {
     await Promise.all(sources.map((s) => s?.close()));
     throw err;
   }
   return sources;
+}
+
+/** The source of listener `i`; a TlsError's message starts with the listener's key. */
+export function openListenerSource(i: number, tls: ListenerTlsSettings, logger: Logger): Promise<TlsSource> {
+  return openOne(tls, logger.child({ listener: i })).catch((err: unknown) => {
+    throw err instanceof TlsError ? new TlsError(`listeners[${i}].tls: ${err.message}`) : err;
+  });
 }
 
 async function openOne(tls: ListenerTlsSettings, logger: Logger): Promise<TlsSource> {
