@@ -2,7 +2,8 @@
  * The HTTP client for one upstream registry: a keep-alive pool, the auth challenge flow, redirects
  * to blob CDNs (followed without credentials, and for a public upstream only to public addresses:
  * see connect.ts), timeouts, and retries with backoff for idempotent requests on connection
- * errors, timeouts, and 5xx and 429 from the registry or its token service (honouring Retry-After).
+ * errors, timeouts, the answers in RETRYABLE_STATUS, and a token service's 5xx or 429 (honouring
+ * Retry-After).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
