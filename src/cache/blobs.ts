@@ -3,7 +3,7 @@
  * upstream through a spool that every concurrent client follows (see spool.ts), then committed.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
@@ -104,10 +104,14 @@ export class BlobCache {
     if (options.redirectSeconds !== undefined) this.redirected = new LRUCache({ max: 10_000, ttl: options.redirectSeconds * 1000 });
   }
 
-  /** Empties the spool folder: whatever is there was left by a process that died mid-download. */
+  /**
+   * Empties the spool folder: whatever is there was left by a process that died mid-download. Its
+   * contents go, not the folder, which may be a mount point (an emptyDir, a tmpfs) that rmdir refuses.
+   */
   async init(): Promise<void> {
-    await rm(this.options.spoolDir, { recursive: true, force: true });
-    await mkdir(this.options.spoolDir, { recursive: true });
+    const { spoolDir } = this.options;
+    await mkdir(spoolDir, { recursive: true });
+    await Promise.all((await readdir(spoolDir)).map((name) => rm(join(spoolDir, name), { recursive: true, force: true })));
   }
 
   /** Downloads under way now. */
