@@ -58,7 +58,7 @@ async function generate(client: ClientName, opts: CommonOptions, configDir?: str
     const mirror = describeMirror(config, { url: opts.url, caFile: proxying ? undefined : opts.ca, hostname: hostname() });
     const proxy = proxying ? describeProxy(config, mirror, { url: typeof opts.proxy === 'string' ? opts.proxy : undefined, caFile: opts.ca, hostname: hostname() }) : undefined;
     // Clients resolve a relative CA path against their own folders: give them an absolute one.
-    if (mirror.caFile !== undefined) mirror.caFile = resolve(mirror.caFile);
+    for (const endpoint of [mirror, ...mirror.listeners]) if (endpoint.caFile !== undefined) endpoint.caFile = resolve(endpoint.caFile);
     if (proxy) proxy.caFile = resolve(proxy.caFile);
     return generateClientConfig(client, mirror, { configDir, wildcard: opts.wildcard, proxy, credentials });
   } catch (err) {

@@ -25,7 +25,7 @@ export function dockerHubEndpoint(mirror: MirrorDescription): MirrorEndpoint | u
   return mirror.defaultUpstream === hub.name ? mirror : undefined;
 }
 
-/** Generates daemon.json (and the CA copy for an https mirror with a CA). */
+/** Generates daemon.json (and a CA copy for each https mirror host with a CA). */
 export function dockerConfig(mirror: MirrorDescription, options: DockerOptions = {}): ClientConfig {
   if (options.proxy) return dockerProxyConfig(options.proxy, options.configDir ?? '/etc');
   const configDir = options.configDir ?? '/etc/docker';
@@ -45,14 +45,16 @@ export function dockerConfig(mirror: MirrorDescription, options: DockerOptions =
   }
   const others = mirror.registries.filter((r) => !r.dockerHub);
   const pinned = mirror.listeners.filter((l) => l.upstream !== undefined && others.some((r) => r.name === l.upstream));
-  const mirrorHosts = [hub.host, ...(others.length > 0 ? [mirror.host] : []), ...pinned.map((l) => l.host)];
+  // Each host as its own listener serves it: plain ones are insecure-registries, https ones get their CA.
+  const endpoints = [...new Map([hub, ...(others.length > 0 ? [mirror] : []), ...pinned].map((e) => [e.host, e])).values()];
   const daemon: Record<string, string[]> = { 'registry-mirrors': [hub.url] };
-  if (mirror.scheme === 'http') daemon['insecure-registries'] = [...new Set(mirrorHosts)];
+  const plain = endpoints.filter((e) => e.scheme === 'http').map((e) => e.host);
+  if (plain.length > 0) daemon['insecure-registries'] = plain;
   const files: ClientFile[] = [
     { kind: 'text', path: 'daemon.json', merge: 'docker-daemon-json', needsReload: true, content: `${JSON.stringify(daemon, null, 2)}\n` },
   ];
-  if (mirror.caFile !== undefined) {
-    for (const host of new Set(mirrorHosts)) files.push({ kind: 'copy', path: `certs.d/${host}/ca.crt`, from: mirror.caFile, needsReload: false });
+  for (const { host, caFile } of endpoints) {
+    if (caFile !== undefined) files.push({ kind: 'copy', path: `certs.d/${host}/ca.crt`, from: caFile, needsReload: false });
   }
   const example = others[0];
   return {

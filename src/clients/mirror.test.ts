@@ -18,7 +18,7 @@ describe('describeMirror', () => {
       host: '127.0.0.1:5000',
       scheme: 'http',
       registries: [{ name: 'docker.io', dockerHub: true }],
-      listeners: [{ url: 'http://127.0.0.1:5000', host: '127.0.0.1:5000' }],
+      listeners: [{ url: 'http://127.0.0.1:5000', host: '127.0.0.1:5000', scheme: 'http' }],
       loginRequired: false,
     });
   });
@@ -47,14 +47,27 @@ describe('describeMirror', () => {
     expect(describeMirror(layout([{ address: '10.0.0.5:5001', upstream: 'ghcr.io' }]), { hostname: 'h' }).host).toBe('10.0.0.5:5001');
   });
 
-  it('takes --url for scheme and host, and pinned listeners keep their ports on that host', () => {
-    const mirror = describeMirror(layout([{ address: '0.0.0.0:5000' }, { address: '0.0.0.0:5001', upstream: 'ghcr.io' }]), {
+  it('takes --url for scheme and host, and pinned listeners keep their ports and their own scheme on that host', () => {
+    const mirror = describeMirror(layout([{ address: '0.0.0.0:5000' }, { address: '0.0.0.0:5001', upstream: 'ghcr.io' }, { address: '0.0.0.0:5002', upstream: 'docker.io', tls: {} }]), {
       url: 'https://cache.example.com',
       caFile: '/etc/regmirror/ca.pem',
       hostname: 'ignored',
     });
     expect([mirror.url, mirror.host, mirror.scheme, mirror.caFile]).toEqual(['https://cache.example.com', 'cache.example.com', 'https', '/etc/regmirror/ca.pem']);
-    expect(mirror.listeners[1]).toEqual({ url: 'https://cache.example.com:5001', host: 'cache.example.com:5001', upstream: 'ghcr.io' });
+    expect(mirror.listeners.slice(1)).toEqual([
+      { url: 'http://cache.example.com:5001', host: 'cache.example.com:5001', scheme: 'http', upstream: 'ghcr.io' },
+      { url: 'https://cache.example.com:5002', host: 'cache.example.com:5002', scheme: 'https', caFile: '/etc/regmirror/ca.pem', upstream: 'docker.io' },
+    ]);
+  });
+
+  it('tells clients each listener\'s own scheme and CA: plain pinned listeners beside an https one', () => {
+    const mixed = layout([{ address: '0.0.0.0:5000', tls: { ca: '/etc/regmirror/tls/ca.crt' } }, { address: '0.0.0.0:5001', upstream: 'ghcr.io' }, { address: '0.0.0.0:5002', upstream: 'docker.io', tls: { ca: '/etc/regmirror/hub-ca.crt' } }]);
+    const mirror = describeMirror(mixed, { hostname: 'm' });
+    expect([mirror.url, mirror.caFile]).toEqual(['https://m:5000', '/etc/regmirror/tls/ca.crt']);
+    expect(mirror.listeners.map((l) => [l.url, l.caFile])).toEqual([['https://m:5000', '/etc/regmirror/tls/ca.crt'], ['http://m:5001', undefined], ['https://m:5002', '/etc/regmirror/hub-ca.crt']]);
+    // --ca stands for every https listener's CA, and is accepted for a pinned https listener behind a plain URL.
+    expect(describeMirror(mixed, { hostname: 'm', caFile: '/ca.pem' }).listeners.map((l) => l.caFile)).toEqual(['/ca.pem', undefined, '/ca.pem']);
+    expect(describeMirror(mixed, { hostname: 'm', url: 'http://m:5000', caFile: '/ca.pem' })).not.toHaveProperty('caFile');
   });
 
   it('tells clients https and the CA of a listener with tls, unless --url says otherwise', () => {

@@ -21,6 +21,9 @@ export interface MirrorEndpoint {
   url: string;
   /** `host:port` as it appears in image references and per-host client settings. */
   host: string;
+  scheme: 'http' | 'https';
+  /** The CA that signed its certificate, when clients should be told (https only). */
+  caFile?: string;
 }
 
 /** A listener as clients reach it. */
@@ -39,9 +42,6 @@ export interface MirroredRegistry {
 
 /** Everything a client generator needs to know about the mirror. */
 export interface MirrorDescription extends MirrorEndpoint {
-  scheme: 'http' | 'https';
-  /** The CA that signed the mirror's certificate, when clients should be told (https only). */
-  caFile?: string;
   /** In configuration order. */
   registries: MirroredRegistry[];
   /** Where requests that name no registry go on an unpinned listener. */
@@ -59,7 +59,7 @@ export { basicToken };
 export interface DescribeOptions {
   /** The URL clients should use (`--url`); default: the first unpinned listener, https if it has tls. */
   url?: string | undefined;
-  /** The CA file for an https mirror (`--ca`); default: that listener's `tls.ca`. */
+  /** The CA file for the https URL and https listeners (`--ca`); default: each listener's `tls.ca`. */
   caFile?: string | undefined;
   /** Used for listeners bound to every interface (0.0.0.0, ::, or no host). */
   hostname: string;
@@ -99,33 +99,33 @@ function parseClientUrl(raw: string): { scheme: 'http' | 'https'; hostname: stri
   return { scheme, hostname: url.hostname, port: url.port };
 }
 
+/** An endpoint at `authority`; its CA (https only) is `--ca`, else the listener's `tls.ca`. */
+function endpointAt(authority: string, scheme: 'http' | 'https', listenerCa: string | undefined, caOption: string | undefined): MirrorEndpoint {
+  const caFile = scheme === 'https' ? (caOption ?? listenerCa) : undefined;
+  return { url: `${scheme}://${authority}`, host: authority, scheme, ...(caFile !== undefined ? { caFile } : {}) };
+}
+
 /** Builds the description of a validated configuration; throws ClientConfigError when it cannot. */
 export function describeMirror(layout: MirrorLayout, options: DescribeOptions): MirrorDescription {
   const override = options.url !== undefined ? parseClientUrl(options.url) : undefined;
   const first = layout.listeners.find((l) => l.upstream === undefined) ?? layout.listeners[0];
   if (!first) throw new ClientConfigError('the configuration has no listener');
-  const scheme = override?.scheme ?? (first.tls ? 'https' : 'http');
-  if (options.caFile !== undefined && scheme !== 'https') {
-    throw new ClientConfigError('--ca needs an https mirror URL (--url https://...)');
-  }
-  const caFile = options.caFile ?? (scheme === 'https' ? first.tls?.ca : undefined);
+  // Each listener is reached as its own tls says: pinned listeners may be plain beside an https one.
   const listeners = layout.listeners.map((listener): MirrorListener => {
     const { host, port } = splitAddress(listener.address);
     if (!override && port === '0') throw new ClientConfigError(`listener ${listener.address} has no fixed port: pass --url`);
     const hostname = override?.hostname ?? (ANY_ADDRESS.has(host) || host === '::' ? options.hostname : host);
-    const authority = `${urlHost(hostname)}:${port}`;
-    return { url: `${scheme}://${authority}`, host: authority, ...(listener.upstream !== undefined ? { upstream: listener.upstream } : {}) };
+    return { ...endpointAt(`${urlHost(hostname)}:${port}`, listener.tls ? 'https' : 'http', listener.tls?.ca, options.caFile), ...(listener.upstream !== undefined ? { upstream: listener.upstream } : {}) };
   });
-  let endpoint: MirrorEndpoint = listeners[layout.listeners.indexOf(first)]!;
-  if (override) {
-    const authority = override.port ? `${urlHost(override.hostname)}:${override.port}` : urlHost(override.hostname);
-    endpoint = { url: `${scheme}://${authority}`, host: authority };
+  const main = listeners[layout.listeners.indexOf(first)]!;
+  const overridden = override && (override.port ? `${urlHost(override.hostname)}:${override.port}` : urlHost(override.hostname));
+  const endpoint = endpointAt(overridden ?? main.host, override?.scheme ?? main.scheme, first.tls?.ca, options.caFile);
+  // Clients are given the URL and the pinned listeners: --ca must be for one of them.
+  if (options.caFile !== undefined && ![endpoint, ...listeners.filter((l) => l.upstream !== undefined)].some((e) => e.scheme === 'https')) {
+    throw new ClientConfigError('--ca needs an https mirror URL (--url https://...) or a pinned listener with tls');
   }
   return {
-    url: endpoint.url,
-    host: endpoint.host,
-    scheme,
-    ...(caFile !== undefined ? { caFile } : {}),
+    ...endpoint,
     registries: Object.entries(layout.upstreams).map(([name, u]) => ({ name, dockerHub: u.dockerHubNames ?? name === 'docker.io' })),
     ...(layout.routing.defaultUpstream !== undefined ? { defaultUpstream: layout.routing.defaultUpstream } : {}),
     listeners,

@@ -3,7 +3,7 @@
  * `[[registry]]` per upstream whose mirror carries the registry as a path prefix
  * (`mirror:5000/ghcr.io` → `GET /v2/ghcr.io/<repo>/...`). containers/image sends no `ns`.
  */
-import { basicToken, type ClientCredentials, type MirrorDescription } from './mirror.js';
+import { basicToken, type ClientCredentials, type MirrorDescription, type MirrorEndpoint } from './mirror.js';
 import { generatedHeader, tomlString, tomlStrings, type ClientConfig, type ClientFile } from './output.js';
 import { caCopies, proxyClientConfig, proxyEnvironment, systemdProxyDropIn, type ProxyDescription } from './proxy.js';
 
@@ -29,12 +29,13 @@ export const PODMAN_AUTH_FILE = 'regmirror-auth.json';
  * Where the mirror serves a registry for containers/image: the registry as a path prefix, or, for a
  * registry named with a port (a colon cannot be in a repository path), a listener pinned to it.
  */
-function mirrorLocation(mirror: MirrorDescription, registry: string): string | undefined {
-  if (!registry.includes(':')) return `${mirror.host}/${registry}`;
-  return mirror.listeners.find((l) => l.upstream === registry)?.host;
+function mirrorLocation(mirror: MirrorDescription, registry: string): { location: string; endpoint: MirrorEndpoint } | undefined {
+  if (!registry.includes(':')) return { location: `${mirror.host}/${registry}`, endpoint: mirror };
+  const pinned = mirror.listeners.find((l) => l.upstream === registry);
+  return pinned && { location: pinned.host, endpoint: pinned };
 }
 
-/** Generates the registries.conf drop-in (and the CA copy for an https mirror with a CA, and the auth file). */
+/** Generates the registries.conf drop-in (and a CA copy for each https mirror host with a CA, and the auth file). */
 export function podmanConfig(mirror: MirrorDescription, options: PodmanOptions = {}): ClientConfig {
   if (options.proxy) return options.crio ? crioProxyConfig(options.proxy, options.configDir ?? '/etc') : podmanProxyConfig(options.proxy, options.configDir ?? '/etc/containers');
   const { credentials } = options;
@@ -42,17 +43,18 @@ export function podmanConfig(mirror: MirrorDescription, options: PodmanOptions =
   const crioLogin = options.crio === true && credentials !== undefined;
   const configDir = options.configDir ?? (crioLogin ? '/etc' : '/etc/containers');
   const dir = crioLogin ? 'containers/' : '';
-  const insecure = mirror.scheme === 'http';
   const tables: string[] = [];
   const unreachable: string[] = [];
-  const hosts = new Set<string>();
+  // Each host is plain http or https (with its CA) as the listener that serves it is.
+  const endpoints = new Map<string, MirrorEndpoint>();
   for (const registry of mirror.registries) {
-    const location = mirrorLocation(mirror, registry.name);
-    if (location === undefined) {
+    const mirrored = mirrorLocation(mirror, registry.name);
+    if (mirrored === undefined) {
       unreachable.push(registry.name);
       continue;
     }
-    hosts.add(location.split('/')[0]!);
+    const { location, endpoint } = mirrored;
+    endpoints.set(endpoint.host, endpoint);
     tables.push(
       [
         '[[registry]]',
@@ -61,7 +63,7 @@ export function podmanConfig(mirror: MirrorDescription, options: PodmanOptions =
         '',
         '[[registry.mirror]]',
         `location = ${tomlString(location)}`,
-        ...(insecure ? ['insecure = true # plain http'] : []),
+        ...(endpoint.scheme === 'http' ? ['insecure = true # plain http'] : []),
       ].join('\n'),
     );
   }
@@ -78,10 +80,10 @@ export function podmanConfig(mirror: MirrorDescription, options: PodmanOptions =
         `${tables.join('\n\n')}\n`,
     },
   ];
-  if (mirror.caFile !== undefined) {
-    for (const host of hosts) files.push({ kind: 'copy', path: `${dir}certs.d/${host}/ca.crt`, from: mirror.caFile, needsReload: false });
+  for (const { host, caFile } of endpoints.values()) {
+    if (caFile !== undefined) files.push({ kind: 'copy', path: `${dir}certs.d/${host}/ca.crt`, from: caFile, needsReload: false });
   }
-  const login = credentials ? loginFiles(credentials, hosts, configDir, crioLogin) : undefined;
+  const login = credentials ? loginFiles(credentials, [...endpoints.keys()], configDir, crioLogin) : undefined;
   return {
     configDir,
     files: [...files, ...(login?.files ?? [])],
@@ -92,7 +94,7 @@ export function podmanConfig(mirror: MirrorDescription, options: PodmanOptions =
         : 'podman, buildah and skopeo read registries.conf at every run: nothing to reload.',
       'Short names (`alpine`) still follow unqualified-search-registries of registries.conf: pull docker.io/library/alpine, or list docker.io there.',
       ...unreachable.map((name) => `${name} is left out: a name with a port cannot be a path prefix here; pin a listener to it (listeners[].upstream).`),
-      ...(insecure ? ['With `insecure = true` the client tries https first, then plain http: a TLS hello in regmirror\'s log is expected.'] : []),
+      ...([...endpoints.values()].some((e) => e.scheme === 'http') ? ['With `insecure = true` the client tries https first, then plain http: a TLS hello in regmirror\'s log is expected.'] : []),
       ...(login?.notes ?? []),
     ],
   };
@@ -102,15 +104,15 @@ export function podmanConfig(mirror: MirrorDescription, options: PodmanOptions =
  * The auth file with the credentials for each mirror host and, for CRI-O (whose configDir is then
  * /etc), the crio.conf drop-in that names it (`global_auth_file`).
  */
-function loginFiles(credentials: ClientCredentials, hosts: Set<string>, configDir: string, crio: boolean): { files: ClientFile[]; notes: string[] } {
-  const auths = Object.fromEntries([...hosts].map((host) => [host, { auth: basicToken(credentials) }]));
+function loginFiles(credentials: ClientCredentials, hosts: readonly string[], configDir: string, crio: boolean): { files: ClientFile[]; notes: string[] } {
+  const auths = Object.fromEntries(hosts.map((host) => [host, { auth: basicToken(credentials) }]));
   const path = `${crio ? 'containers/' : ''}${PODMAN_AUTH_FILE}`;
   const authPath = `${configDir}/${path}`;
   const files: ClientFile[] = [
     { kind: 'text', path, merge: 'replace', needsReload: false, secret: true, content: `${JSON.stringify({ auths }, null, 2)}\n` },
   ];
   const notes = [
-    `${PODMAN_AUTH_FILE} holds ${credentials.username}'s password for ${[...hosts].join(', ')} (setup writes it 0600); containers/image looks a mirror's credentials up by the mirror's own host, and never sends --creds to a mirror.`,
+    `${PODMAN_AUTH_FILE} holds ${credentials.username}'s password for ${hosts.join(', ')} (setup writes it 0600); containers/image looks a mirror's credentials up by the mirror's own host, and never sends --creds to a mirror.`,
   ];
   if (crio) {
     files.push({

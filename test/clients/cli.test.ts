@@ -75,6 +75,18 @@ describe('regmirror config', () => {
     expect(endpoint).not.toContain('0.0.0.0');
   });
 
+  it('reaches each listener as its own tls says, with its CA made absolute', async () => {
+    const mixed = join(tempDir('cli-config'), 'mixed.yaml');
+    writeFileSync(
+      mixed,
+      'version: 1\nlisteners:\n  - { address: "0.0.0.0:5000" }\n  - { address: "0.0.0.0:5001", upstream: docker.io, tls: { cert: tls/m.crt, key: tls/m.key, ca: tls/ca.crt } }\n' +
+        'upstreams:\n  docker.io: { url: "https://registry-1.docker.io" }\n  ghcr.io: { url: "https://ghcr.io" }\n',
+    );
+    const { out } = await runClientCommand(['config', 'docker', '--config', mixed, '--url', MIRROR]);
+    expect(out).toContain(`# ==> /etc/docker/certs.d/mirror.internal:5001/ca.crt: a copy of ${join(process.cwd(), 'tls/ca.crt')}\n`);
+    expect(JSON.parse(out.slice(out.indexOf('{'), out.lastIndexOf('}') + 1))).toEqual({ 'registry-mirrors': ['https://mirror.internal:5001'], 'insecure-registries': ['mirror.internal:5000'] });
+  });
+
   it('refuses a bad --url or CA with a one-line ConfigError', async () => {
     expect(await rejection(cli('config', 'podman', '--url', 'mirror:5000'))).toBe('regmirror: --url "mirror:5000": must be http or https');
     expect(await rejection(cli('config', 'podman', '--url', MIRROR, '--ca', '/ca.pem'))).toMatch(/--ca needs an https mirror URL/);

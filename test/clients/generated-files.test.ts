@@ -1,5 +1,5 @@
-// Every client's generated files, for two mirrors (plain http with a pinned listener and the
-// wildcard form; https with a CA): compared with the golden files in golden/, parsed with real
+// Every client's generated files, for three mirrors (plain http with a pinned listener and the
+// wildcard form; https with a CA; https beside plain pinned listeners): compared with the golden files in golden/, parsed with real
 // parsers, checked against each tool's documented schema, and — by replaying how each client turns
 // its configuration into request URLs — routed by regmirror's real router to the right upstream.
 // UPDATE_GOLDEN=1 rewrites the golden files.
@@ -30,9 +30,20 @@ const layout: MirrorLayout = {
   routing: { defaultUpstream: 'docker.io' },
 };
 
+/** The same listeners, every one with tls. */
+const httpsLayout: MirrorLayout = { ...layout, listeners: layout.listeners.map((l) => ({ ...l, tls: {} })) };
+
+/** An https listener with a CA, and plain listeners pinned to Docker Hub and to a registry named with a port. */
+const mixedLayout: MirrorLayout = {
+  ...layout,
+  listeners: [{ address: '0.0.0.0:5000', tls: { ca: '/etc/regmirror/tls/ca.crt' } }, { address: '0.0.0.0:5001', upstream: 'docker.io' }, { address: '0.0.0.0:5002', upstream: 'registry.example.com:8443' }],
+  routing: {},
+};
+
 const VARIANTS: Record<string, { mirror: MirrorDescription; options: GenerateOptions }> = {
   http: { mirror: describeMirror(layout, { hostname: 'mirror.internal' }), options: { wildcard: true } },
-  'https-ca': { mirror: describeMirror(layout, { url: 'https://cache.example.com', caFile: '/etc/regmirror/ca.pem', hostname: 'unused' }), options: {} },
+  'https-ca': { mirror: describeMirror(httpsLayout, { url: 'https://cache.example.com', caFile: '/etc/regmirror/ca.pem', hostname: 'unused' }), options: {} },
+  mixed: { mirror: describeMirror(mixedLayout, { hostname: 'mirror.internal' }), options: {} },
 };
 
 /** The generated files as golden files: each text file, plus guidance.txt for copies, reload and notes. */
@@ -196,13 +207,31 @@ describe('clients that cannot use a mirror', () => {
   });
 });
 
+describe('generated client files (https beside plain pinned listeners)', () => {
+  const { mirror } = VARIANTS.mixed!;
+
+  it('podman: insecure only for a location on a plain listener; the CA only for the https host', () => {
+    const generated = generateClientConfig('podman', mirror);
+    const conf = parsed(registriesConf, parseToml(text(generated, 'registries.conf.d/regmirror.conf')));
+    const mirrors = conf.registry!.map((r) => r.mirror![0]!);
+    expect(mirrors.filter((m) => m.insecure === true).map((m) => m.location)).toEqual(['mirror.internal:5002']);
+    expect(generated.files.filter((f) => f.kind === 'copy').map((f) => f.path)).toEqual(['certs.d/mirror.internal:5000/ca.crt']);
+  });
+
+  it('docker: the plain listeners are insecure-registries; the CA only for the https host', () => {
+    const generated = generateClientConfig('docker', mirror);
+    expect(JSON.parse(text(generated, 'daemon.json'))['insecure-registries']).toEqual(['mirror.internal:5001', 'mirror.internal:5002']);
+    expect(generated.files.filter((f) => f.kind === 'copy').map((f) => f.path)).toEqual(['certs.d/mirror.internal:5000/ca.crt']);
+  });
+});
+
 describe('generated client files (a mirror that requires a login)', () => {
-  const loginLayout: MirrorLayout = { ...layout, access: { htpasswd: '/etc/regmirror/users.htpasswd' } };
+  const access = { htpasswd: '/etc/regmirror/users.htpasswd' };
   const credentials = { username: 'builder', password: 'pull only: s3cret' };
   const basic = `Basic ${Buffer.from('builder:pull only: s3cret').toString('base64')}`;
   const VARIANTS_LOGIN = {
-    http: describeMirror(loginLayout, { hostname: 'mirror.internal' }),
-    'https-ca': describeMirror(loginLayout, { url: 'https://cache.example.com', caFile: '/etc/regmirror/ca.pem', hostname: 'unused' }),
+    http: describeMirror({ ...layout, access }, { hostname: 'mirror.internal' }),
+    'https-ca': describeMirror({ ...httpsLayout, access }, { url: 'https://cache.example.com', caFile: '/etc/regmirror/ca.pem', hostname: 'unused' }),
   };
   const LOGIN_CLIENTS = ['containerd', 'podman', 'cri-o', 'k3s', 'rke2', 'buildkit'] as const;
 
