@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { RegistryError } from '../oci/errors.js';
+import { RegistryError, UnsupportedEndpoint } from '../oci/errors.js';
 import { parseAccept } from '../oci/media-types.js';
 import type { BlobCache, CacheOutcome } from '../cache/blobs.js';
 import type { ListCache } from '../cache/lists.js';
@@ -58,7 +58,7 @@ export class RegistryApi {
       case 'upload':
         throw new RegistryError('UNSUPPORTED', 'regmirror is a read-only mirror: push to the upstream registry');
       case 'catalog':
-        throw new RegistryError('UNSUPPORTED', 'the catalog is not available through a mirror');
+        throw new UnsupportedEndpoint("a mirror has no catalog: it does not know its upstreams' repository lists");
     }
   }
 

@@ -11,7 +11,7 @@ export function sendError(res: ServerResponse, err: RegistryError, head: boolean
   const body = errorBody(err);
   res.statusCode = err.status;
   for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
-  if (err.code === 'UNSUPPORTED') res.setHeader('allow', 'GET, HEAD');
+  if (err.status === 405) res.setHeader('allow', 'GET, HEAD');
   res.setHeader('content-type', 'application/json');
   res.setHeader('content-length', Buffer.byteLength(body));
   res.end(head ? undefined : body);

@@ -1,6 +1,7 @@
 /**
  * The one error model of regmirror. Every failure that reaches a client is a RegistryError carrying
- * an OCI distribution error code; the HTTP status comes from the code, never from the caller.
+ * an OCI distribution error code; the HTTP status comes from the code, never from the caller (one
+ * exception, a class of its own: UnsupportedEndpoint).
  */
 
 /** Error codes of the OCI distribution spec, plus the few a proxy needs (all upper case on the wire). */
@@ -53,6 +54,20 @@ export class RegistryError extends Error {
   /** The HTTP status this error is answered with. */
   get status(): number {
     return ERROR_STATUS[this.code];
+  }
+}
+
+/**
+ * An endpoint a mirror does not have (the catalog): UNSUPPORTED, answered 404 rather than the
+ * code's 405, which would say that some other method is allowed there.
+ */
+export class UnsupportedEndpoint extends RegistryError {
+  constructor(message: string) {
+    super('UNSUPPORTED', message);
+  }
+
+  override get status(): number {
+    return 404;
   }
 }
 

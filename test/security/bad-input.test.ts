@@ -61,7 +61,19 @@ describe('bad input', () => {
     await expectError('/etc/passwd', 404, 'NAME_UNKNOWN');
     await expectError('/', 404, 'NAME_UNKNOWN');
     await expectError('/v2/team/app/manifests/v1?ns=quay.io', 405, 'UNSUPPORTED', { method: 'PATCH' });
-    await expectError('/v2/_catalog', 405, 'UNSUPPORTED');
+  });
+
+  it('answers the catalog 404 UNSUPPORTED for GET and HEAD, with no Allow header (a refused method keeps it)', async () => {
+    const get = await send(`${mirror.url}/v2/_catalog`);
+    expect([get.status, get.headers.get('allow'), JSON.parse(get.body.toString())]).toEqual([
+      404,
+      null,
+      { errors: [{ code: 'UNSUPPORTED', message: "a mirror has no catalog: it does not know its upstreams' repository lists" }] },
+    ]);
+    const head = await send(`${mirror.url}/v2/_catalog`, { method: 'HEAD' });
+    expect([head.status, head.headers.get('allow'), head.body.length]).toEqual([404, null, 0]);
+    const patch = await send(`${mirror.url}/v2/team/app/manifests/v1?ns=quay.io`, { method: 'PATCH' });
+    expect(patch.headers.get('allow')).toBe('GET, HEAD'); // a method refused: 405 says which are served
   });
 
   it('answers bogus ranges with 416 or the whole blob', async () => {
