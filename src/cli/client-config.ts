@@ -40,7 +40,7 @@ function addCommonOptions(command: Command): Command {
     .addArgument(new Argument('<client>', 'the client to configure').choices(CLIENT_NAMES))
     .option('-c, --config <file>', "regmirror's configuration file (YAML); default: the embedded one")
     .option('--url <url>', 'the URL clients use for the mirror (default: the first unpinned listener, https when it has tls; 0.0.0.0 and :: become this host\'s name)')
-    .option('--ca <file>', 'CA certificate clients should trust for an https mirror (default: that listener\'s tls.ca)')
+    .option('--ca <file>', 'CA certificate clients should trust: for the mirror\'s https URL and listeners (default: each listener\'s tls.ca); with --proxy, the CA of the proxy\'s certificates (default: proxy.caCert)')
     .option('--wildcard', 'containerd, k3s, rke2: send every other registry to the mirror first too (_default, "*")')
     .option('--proxy [url]', 'docker, containerd, podman, cri-o: reach every registry through regmirror\'s proxy (HTTPS_PROXY) instead of a mirror; url default: proxy.listen')
     .option('--username <user>', 'the mirror user (access.htpasswd) clients log in as; default: REGMIRROR_USERNAME')
@@ -192,7 +192,7 @@ export function registerSetup(program: Command, output: CommandOutput = processO
   addCommonOptions(program.command('setup'))
     .description("apply a client's configuration for this mirror to this host: shows the change; --apply writes it, with backups")
     .option('--apply', 'write the files (each replaced file is kept as <file>.regmirror-backup-<time>)')
-    .option('--root <dir>', 'treat <dir> as the filesystem root (default /): for tests and images', '/')
+    .option('--root <dir>', 'treat <dir> as the filesystem root: for tests and images', '/')
     .action(async (client: ClientName, opts: CommonOptions & { apply?: boolean; root: string }) => {
       const generated = await generate(client, opts);
       const changes = await planChanges(generated, resolve(opts.root));

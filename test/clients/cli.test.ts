@@ -4,8 +4,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import { Command } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { registerClientConfig, registerSetup } from '../../src/cli/client-config.js';
 import { ConfigError } from '../../src/config/load.js';
 import { tempDir } from '../support/index.js';
 import { runClientCommand } from './real-client-fixture.js';
@@ -90,6 +92,23 @@ describe('regmirror config', () => {
   it('refuses a bad --url or CA with a one-line ConfigError', async () => {
     expect(await rejection(cli('config', 'podman', '--url', 'mirror:5000'))).toBe('regmirror: --url "mirror:5000": must be http or https');
     expect(await rejection(cli('config', 'podman', '--url', MIRROR, '--ca', '/ca.pem'))).toMatch(/--ca needs an https mirror URL/);
+  });
+});
+
+describe('--help', () => {
+  const program = new Command('regmirror');
+  registerClientConfig(program);
+  registerSetup(program);
+  const help = (name: string): string => program.commands.find((c) => c.name() === name)!.helpInformation().replace(/\s+/g, ' ');
+
+  it('says what --ca is for a mirror and for the proxy, with each default', () => {
+    for (const name of ['config', 'setup']) {
+      expect(help(name)).toContain("--ca <file> CA certificate clients should trust: for the mirror's https URL and listeners (default: each listener's tls.ca); with --proxy, the CA of the proxy's certificates (default: proxy.caCert)");
+    }
+  });
+
+  it('gives the --root default once', () => {
+    expect(help('setup')).toContain('--root <dir> treat <dir> as the filesystem root: for tests and images (default: "/")');
   });
 });
 
