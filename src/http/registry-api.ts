@@ -43,6 +43,14 @@ export class RegistryApi {
   /** Dispatches on the kind of request. */
   async handle(r: ApiRequest): Promise<Served> {
     const { route } = r;
+    // Paths that serve no method answer the same whatever the method; the rest are read-only.
+    if (route.kind === 'upload') {
+      throw new RegistryError('UNSUPPORTED', 'regmirror is a read-only mirror: push to the upstream registry', undefined, { allow: '' });
+    }
+    if (route.kind === 'catalog') throw new UnsupportedEndpoint("a mirror has no catalog: it does not know its upstreams' repository lists");
+    if (r.req.method !== 'GET' && !r.head) {
+      throw new RegistryError('UNSUPPORTED', 'regmirror is a read-only mirror: only GET and HEAD are served', undefined, { allow: 'GET, HEAD' });
+    }
     switch (route.kind) {
       case 'base':
         sendJson(r.res, 200, '{}', r.head);
@@ -55,10 +63,6 @@ export class RegistryApi {
         return this.list(r, route, `/v2/${route.repository}/tags/list`, ['n', 'last'], 'NAME_UNKNOWN');
       case 'referrers':
         return this.list(r, route, `/v2/${route.repository}/referrers/${route.digest}`, ['artifactType'], 'MANIFEST_UNKNOWN');
-      case 'upload':
-        throw new RegistryError('UNSUPPORTED', 'regmirror is a read-only mirror: push to the upstream registry');
-      case 'catalog':
-        throw new UnsupportedEndpoint("a mirror has no catalog: it does not know its upstreams' repository lists");
     }
   }
 

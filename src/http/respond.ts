@@ -11,7 +11,6 @@ export function sendError(res: ServerResponse, err: RegistryError, head: boolean
   const body = errorBody(err);
   res.statusCode = err.status;
   for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
-  if (err.status === 405) res.setHeader('allow', 'GET, HEAD');
   res.setHeader('content-type', 'application/json');
   res.setHeader('content-length', Buffer.byteLength(body));
   res.end(head ? undefined : body);

@@ -178,7 +178,6 @@ async function handle(req: IncomingMessage, res: ServerResponse, spec: ListenerS
       throw new RegistryError('UNAUTHORIZED', 'authentication required', undefined, { 'www-authenticate': deps.auth.challenge });
     }
     route = deps.router.route({ path, ns, host: req.headers.host, listenerUpstream: spec.upstream });
-    if (req.method !== 'GET' && !head) throw new RegistryError('UNSUPPORTED', 'regmirror is a read-only mirror: only GET and HEAD are served');
     served = await deps.api.handle({ req, res, route, query, head });
   } catch (err) {
     const error = toRegistryError(err);

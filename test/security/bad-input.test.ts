@@ -63,7 +63,7 @@ describe('bad input', () => {
     await expectError('/v2/team/app/manifests/v1?ns=quay.io', 405, 'UNSUPPORTED', { method: 'PATCH' });
   });
 
-  it('answers the catalog 404 UNSUPPORTED for GET and HEAD, with no Allow header (a refused method keeps it)', async () => {
+  it('answers the catalog 404 UNSUPPORTED for any method, with no Allow header; upload paths 405 allowing nothing; other paths 405 allowing GET, HEAD', async () => {
     const get = await send(`${mirror.url}/v2/_catalog`);
     expect([get.status, get.headers.get('allow'), JSON.parse(get.body.toString())]).toEqual([
       404,
@@ -72,8 +72,15 @@ describe('bad input', () => {
     ]);
     const head = await send(`${mirror.url}/v2/_catalog`, { method: 'HEAD' });
     expect([head.status, head.headers.get('allow'), head.body.length]).toEqual([404, null, 0]);
+    const post = await send(`${mirror.url}/v2/_catalog`, { method: 'POST' });
+    expect([post.status, post.headers.get('allow')]).toEqual([404, null]);
     const patch = await send(`${mirror.url}/v2/team/app/manifests/v1?ns=quay.io`, { method: 'PATCH' });
     expect(patch.headers.get('allow')).toBe('GET, HEAD'); // a method refused: 405 says which are served
+    // An upload path serves no method at all: an empty Allow says so (RFC 9110, 10.2.1).
+    for (const method of ['GET', 'HEAD', 'POST', 'PATCH']) {
+      const upload = await send(`${mirror.url}/v2/team/app/blobs/uploads/?ns=quay.io`, { method });
+      expect([method, upload.status, upload.headers.get('allow')]).toEqual([method, 405, '']);
+    }
   });
 
   it('answers bogus ranges with 416 or the whole blob', async () => {
