@@ -128,7 +128,7 @@ function loginFiles(credentials: ClientCredentials, hosts: readonly string[], co
     notes.push('CRI-O reads global_auth_file only at start: restart it once; the auth file itself is read at every pull.');
   } else {
     notes.push(
-      `podman, buildah and skopeo read no system-wide auth file: run them with REGISTRY_AUTH_FILE=${authPath} (or --authfile), which then is their only auth file (podman login writes there too); or run \`podman login\` for the mirror's host once per user instead.`,
+      `podman, buildah and skopeo read no system-wide auth file: run them as root with REGISTRY_AUTH_FILE=${authPath} (or --authfile), which then is their only auth file (podman login writes there too); the file is readable by its owner only, so other users (rootless podman) run \`podman login\` for the mirror's host once each instead.`,
     );
   }
   return { files, notes };
