@@ -169,12 +169,18 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
 /**
  * What `serve` reads at start besides the file, checked without starting anything (no port bound,
  * no storage opened, neither Redis nor an ACME CA asked): credentials from the environment and
- * files, the htpasswd file, the listeners' certificate files and the proxy's CA. Returns one
- * `config error at` line per problem, as the schema's.
+ * files, the htpasswd file, the listeners' certificate files and the proxy's CA. `problems`: one
+ * `config error at` line each, as the schema's; `warnings`: what would be logged at start without
+ * stopping it (a certificate about to expire, htpasswd entries skipped).
  */
-export async function startupProblems(config: Readonly<Config>): Promise<string[]> {
-  // Warnings (a certificate about to expire, a skipped htpasswd entry) do not stop serve.
-  const logger = pino({ level: 'silent' });
+export async function startupProblems(config: Readonly<Config>): Promise<{ problems: string[]; warnings: string[] }> {
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn', base: undefined, timestamp: false }, {
+    write(line: string) {
+      const { msg, level: _level, ...fields } = JSON.parse(line) as Record<string, unknown>;
+      warnings.push(Object.keys(fields).length > 0 ? `${String(msg)} (${JSON.stringify(fields)})` : String(msg));
+    },
+  });
   const problems: string[] = [];
   const check = async (resolve: () => unknown): Promise<void> => {
     try {
@@ -201,7 +207,7 @@ export async function startupProblems(config: Readonly<Config>): Promise<string[
     await check(() => openProxyCa(proxy, logger).then((ca) => ca.close(), tlsConfigError));
   }
   for (const [name, upstream] of Object.entries(config.upstreams)) await check(() => resolveCredentials(name, upstream.credentials));
-  return problems;
+  return { problems, warnings };
 }
 
 /** Eviction by the fleet-wide record in Redis, with its metrics. */

@@ -19,6 +19,9 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--log-format <format>', 'log format').choices(['json', 'pretty']))
     .action(async (opts: ConfigOverrides & { config?: string; logLevel?: string; logFormat?: 'json' | 'pretty' }) => {
       const config = loadConfig(opts.config, opts);
+      // Every problem at once, before storage, Redis or the spool are touched.
+      const { problems } = await startupProblems(config);
+      if (problems.length > 0) throw new ConfigError(problems.join('\n'));
       const logger = createLogger({ level: opts.logLevel ?? config.log.level, format: opts.logFormat ?? config.log.format });
       const mirror = await startMirror(config, logger);
       const stop = (signal: string): void => {
@@ -37,7 +40,8 @@ export function registerVerify(program: Command): void {
     .description('check a configuration file and the credentials and certificate files it names; print problems, one per line')
     .option('-c, --config <file>', 'configuration file (YAML); default: the embedded one')
     .action(async (opts: { config?: string }) => {
-      const problems = await startupProblems(loadConfig(opts.config));
+      const { problems, warnings } = await startupProblems(loadConfig(opts.config));
+      for (const warning of warnings) console.error(`warning: ${warning}`);
       if (problems.length > 0) throw new ConfigError(problems.join('\n'));
       console.log(`${opts.config ?? 'embedded default configuration'}: OK`);
     });

@@ -91,4 +91,22 @@ describe('regmirror verify', () => {
     }, { REGMIRROR_VERIFY_TEST_SET: 'secret' });
     expect([status, stdout, stderr]).toEqual([0, `${file}: OK\n`, '']);
   });
+
+  it('shows what serve would warn about at start, without failing', () => {
+    const htpasswd = join(dir, 'md5.htpasswd');
+    writeFileSync(htpasswd, 'alice:$apr1$salt$hash\n'); // not bcrypt: serve skips it, and alice can never log in
+    const file = join(dir, 'warned.yaml');
+    const { status, stdout, stderr } = verify('warned', { version: 1, access: { htpasswd }, upstreams: { 'docker.io': { url: 'https://registry-1.docker.io' } } });
+    expect([status, stdout]).toEqual([0, `${file}: OK\n`]);
+    expect(stderr).toBe('warning: htpasswd entry skipped: only bcrypt hashes (htpasswd -B) are supported ({"user":"alice"})\n');
+  });
+
+  it('makes serve stop on those problems before it touches the cache folder', () => {
+    const data = join(dir, 'serve-data');
+    const file = join(dir, 'serve-bad.yaml');
+    writeFileSync(file, JSON.stringify({ version: 1, listeners: [{ address: '127.0.0.1:0' }], storage: { path: data }, access: { htpasswd: join(dir, 'missing', 'users') }, upstreams: { 'docker.io': { url: 'https://registry-1.docker.io' } } }));
+    const { status, stderr } = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'serve', '--config', file], { encoding: 'utf8', timeout: 20_000 });
+    expect([status, stderr.trimEnd()]).toEqual([2, `config error at access.htpasswd: ENOENT: no such file or directory, open '${join(dir, 'missing', 'users')}'`]);
+    expect(existsSync(data)).toBe(false);
+  });
 });
