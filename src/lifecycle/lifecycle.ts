@@ -251,8 +251,10 @@ export class CacheLifecycle {
   /** Evicts by the fleet record (filling it first when incomplete) and logs what it did besides evicting. */
   private async passByFleet(fleet: FleetEviction, eviction: EvictionPass): Promise<Victim[]> {
     const { storage, logger } = this.options;
-    // Passes on a fleet start only after the sync that elected this replica.
-    const outcome = await evictByFleet(fleet.record, this.fleetState!, storage, {
+    // The ticks pass only after the sync that elected this replica; evictNow() may come before any sync.
+    const state = this.fleetState;
+    if (!state) return [];
+    const outcome = await evictByFleet(fleet.record, state, storage, {
       eviction,
       graceMs: fleet.graceMs,
       index: this.index,
