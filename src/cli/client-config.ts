@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Argument, type Command } from 'commander';
 import { createTwoFilesPatch } from 'diff';
 import {
-  CLIENT_NAMES, ClientConfigError, describeMirror, describeProxy, generateClientConfig, mergeFile, type ClientConfig, type ClientFile, type ClientName,
+  CLIENT_NAMES, ClientConfigError, describeMirror, describeProxy, generateClientConfig, mergeFile, takesUrlOnly, type ClientConfig, type ClientFile, type ClientName,
 } from '../clients/index.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { checkAgainstHtpasswd, readClientCredentials, type CredentialOptions } from './client-credentials.js';
@@ -55,7 +55,7 @@ async function generate(client: ClientName, opts: CommonOptions, configDir?: str
   try {
     const proxying = opts.proxy !== undefined && opts.proxy !== false;
     // With --proxy, --ca is the CA of the proxy's certificates, not of the mirror's listener.
-    const mirror = describeMirror(config, { url: opts.url, caFile: proxying ? undefined : opts.ca, hostname: hostname() });
+    const mirror = describeMirror(config, { url: opts.url, caFile: proxying ? undefined : opts.ca, urlOnly: takesUrlOnly(client), hostname: hostname() });
     const proxy = proxying ? describeProxy(config, mirror, { url: typeof opts.proxy === 'string' ? opts.proxy : undefined, caFile: opts.ca, hostname: hostname() }) : undefined;
     // Clients resolve a relative CA path against their own folders: give them an absolute one.
     for (const endpoint of [mirror, ...mirror.listeners]) if (endpoint.caFile !== undefined) endpoint.caFile = resolve(endpoint.caFile);

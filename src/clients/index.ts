@@ -40,6 +40,14 @@ const GENERATORS = {
 /** Clients with a `--proxy` variant. */
 const PROXY_CLIENTS = new Set<string>(['docker', 'containerd', 'podman', 'cri-o']);
 
+/** Clients given the pinned listeners (one port per registry) besides the mirror's URL. */
+const PINNED_LISTENER_CLIENTS = new Set<string>(['docker', 'podman', 'cri-o']);
+
+/** True when the client is given the mirror's URL alone, not its pinned listeners. */
+export function takesUrlOnly(client: ClientName): boolean {
+  return !PINNED_LISTENER_CLIENTS.has(client);
+}
+
 /** Clients whose generated files carry the mirror's credentials. */
 const CREDENTIAL_CLIENTS = new Set<string>(['containerd', 'podman', 'cri-o', 'k3s', 'rke2']);
 

@@ -47,17 +47,18 @@ describe('describeMirror', () => {
     expect(describeMirror(layout([{ address: '10.0.0.5:5001', upstream: 'ghcr.io' }]), { hostname: 'h' }).host).toBe('10.0.0.5:5001');
   });
 
-  it('takes --url for scheme and host, and pinned listeners keep their ports and their own scheme on that host', () => {
-    const mirror = describeMirror(layout([{ address: '0.0.0.0:5000' }, { address: '0.0.0.0:5001', upstream: 'ghcr.io' }, { address: '0.0.0.0:5002', upstream: 'docker.io', tls: {} }]), {
-      url: 'https://cache.example.com',
-      caFile: '/etc/regmirror/ca.pem',
-      hostname: 'ignored',
-    });
-    expect([mirror.url, mirror.host, mirror.scheme, mirror.caFile]).toEqual(['https://cache.example.com', 'cache.example.com', 'https', '/etc/regmirror/ca.pem']);
-    expect(mirror.listeners.slice(1)).toEqual([
-      { url: 'http://cache.example.com:5001', host: 'cache.example.com:5001', scheme: 'http', upstream: 'ghcr.io' },
+  it('takes --url for scheme and host; pinned listeners keep their ports on that host, and their own scheme unless the URL changes the first listener\'s', () => {
+    const listeners = [{ address: '0.0.0.0:5001', upstream: 'ghcr.io' }, { address: '0.0.0.0:5002', upstream: 'docker.io', tls: {} }];
+    // https in the URL for a plain first listener: TLS is terminated in front, for every listener.
+    const fronted = describeMirror(layout([{ address: '0.0.0.0:5000' }, ...listeners]), { url: 'https://cache.example.com', caFile: '/etc/regmirror/ca.pem', hostname: 'ignored' });
+    expect([fronted.url, fronted.host, fronted.scheme, fronted.caFile]).toEqual(['https://cache.example.com', 'cache.example.com', 'https', '/etc/regmirror/ca.pem']);
+    expect(fronted.listeners.slice(1)).toEqual([
+      { url: 'https://cache.example.com:5001', host: 'cache.example.com:5001', scheme: 'https', caFile: '/etc/regmirror/ca.pem', upstream: 'ghcr.io' },
       { url: 'https://cache.example.com:5002', host: 'cache.example.com:5002', scheme: 'https', caFile: '/etc/regmirror/ca.pem', upstream: 'docker.io' },
     ]);
+    // The URL keeps the first listener's own scheme (it only names the host): each keeps its own.
+    const named = describeMirror(layout([{ address: '0.0.0.0:5000', tls: {} }, ...listeners]), { url: 'https://cache.example.com:5000', hostname: 'ignored' });
+    expect(named.listeners.map((l) => l.url)).toEqual(['https://cache.example.com:5000', 'http://cache.example.com:5001', 'https://cache.example.com:5002']);
   });
 
   it('tells clients each listener\'s own scheme and CA: plain pinned listeners beside an https one', () => {
@@ -67,7 +68,10 @@ describe('describeMirror', () => {
     expect(mirror.listeners.map((l) => [l.url, l.caFile])).toEqual([['https://m:5000', '/etc/regmirror/tls/ca.crt'], ['http://m:5001', undefined], ['https://m:5002', '/etc/regmirror/hub-ca.crt']]);
     // --ca stands for every https listener's CA, and is accepted for a pinned https listener behind a plain URL.
     expect(describeMirror(mixed, { hostname: 'm', caFile: '/ca.pem' }).listeners.map((l) => l.caFile)).toEqual(['/ca.pem', undefined, '/ca.pem']);
-    expect(describeMirror(mixed, { hostname: 'm', url: 'http://m:5000', caFile: '/ca.pem' })).not.toHaveProperty('caFile');
+    const plainFirst = layout([{ address: '0.0.0.0:5000' }, { address: '0.0.0.0:5002', upstream: 'docker.io', tls: {} }]);
+    expect(describeMirror(plainFirst, { hostname: 'm', caFile: '/ca.pem' }).listeners.map((l) => l.caFile)).toEqual([undefined, '/ca.pem']);
+    // A client given the URL alone (containerd, buildkit, k3s) would put that CA nowhere.
+    expect(() => describeMirror(plainFirst, { hostname: 'm', caFile: '/ca.pem', urlOnly: true })).toThrow('--ca needs an https mirror URL (--url https://...)');
   });
 
   it('tells clients https and the CA of a listener with tls, unless --url says otherwise', () => {

@@ -61,6 +61,8 @@ export interface DescribeOptions {
   url?: string | undefined;
   /** The CA file for the https URL and https listeners (`--ca`); default: each listener's `tls.ca`. */
   caFile?: string | undefined;
+  /** The client is given the URL alone, not the pinned listeners: `--ca` must then be for the URL. */
+  urlOnly?: boolean | undefined;
   /** Used for listeners bound to every interface (0.0.0.0, ::, or no host). */
   hostname: string;
 }
@@ -110,19 +112,24 @@ export function describeMirror(layout: MirrorLayout, options: DescribeOptions): 
   const override = options.url !== undefined ? parseClientUrl(options.url) : undefined;
   const first = layout.listeners.find((l) => l.upstream === undefined) ?? layout.listeners[0];
   if (!first) throw new ClientConfigError('the configuration has no listener');
-  // Each listener is reached as its own tls says: pinned listeners may be plain beside an https one.
+  // Each listener is reached as its own tls says (pinned listeners may be plain beside an https
+  // one), unless --url gives the first listener another scheme than its own: then something in
+  // front of the mirror terminates TLS (or adds it) for every listener.
+  const own = (listener: MirrorLayout['listeners'][number]): 'http' | 'https' => (listener.tls ? 'https' : 'http');
+  const inFront = override && override.scheme !== own(first) ? override.scheme : undefined;
   const listeners = layout.listeners.map((listener): MirrorListener => {
     const { host, port } = splitAddress(listener.address);
     if (!override && port === '0') throw new ClientConfigError(`listener ${listener.address} has no fixed port: pass --url`);
     const hostname = override?.hostname ?? (ANY_ADDRESS.has(host) || host === '::' ? options.hostname : host);
-    return { ...endpointAt(`${urlHost(hostname)}:${port}`, listener.tls ? 'https' : 'http', listener.tls?.ca, options.caFile), ...(listener.upstream !== undefined ? { upstream: listener.upstream } : {}) };
+    return { ...endpointAt(`${urlHost(hostname)}:${port}`, inFront ?? own(listener), listener.tls?.ca, options.caFile), ...(listener.upstream !== undefined ? { upstream: listener.upstream } : {}) };
   });
   const main = listeners[layout.listeners.indexOf(first)]!;
   const overridden = override && (override.port ? `${urlHost(override.hostname)}:${override.port}` : urlHost(override.hostname));
   const endpoint = endpointAt(overridden ?? main.host, override?.scheme ?? main.scheme, first.tls?.ca, options.caFile);
-  // Clients are given the URL and the pinned listeners: --ca must be for one of them.
-  if (options.caFile !== undefined && ![endpoint, ...listeners.filter((l) => l.upstream !== undefined)].some((e) => e.scheme === 'https')) {
-    throw new ClientConfigError('--ca needs an https mirror URL (--url https://...) or a pinned listener with tls');
+  // --ca must be for an endpoint the client is given: the URL, and the pinned listeners if it takes them.
+  const given = options.urlOnly ? [endpoint] : [endpoint, ...listeners.filter((l) => l.upstream !== undefined)];
+  if (options.caFile !== undefined && !given.some((e) => e.scheme === 'https')) {
+    throw new ClientConfigError(options.urlOnly ? '--ca needs an https mirror URL (--url https://...)' : '--ca needs an https mirror URL (--url https://...) or a pinned listener with tls');
   }
   return {
     ...endpoint,
