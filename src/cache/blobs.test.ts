@@ -29,6 +29,14 @@ describe('the spool folder at start', () => {
     expect(await readdir(spoolDir)).toEqual([]);
   });
 
+  it('keeps the folder itself (same inode) and removes what is in it', async () => {
+    const spoolDir = tempDir('spool-plain');
+    await leaveDownloads(spoolDir);
+    const folder = (await stat(spoolDir)).ino;
+    await cache(spoolDir).init();
+    expect([await readdir(spoolDir), (await stat(spoolDir)).ino]).toEqual([[], folder]);
+  });
+
   // An emptyDir or tmpfs at storage.spoolPath: rmdir of a mount point fails with EBUSY.
   it.runIf(process.getuid?.() === 0)('is emptied, not removed, when it is a mount point', async () => {
     const spoolDir = tempDir('spool-mount');

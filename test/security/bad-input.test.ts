@@ -61,6 +61,12 @@ describe('bad input', () => {
     await expectError('/etc/passwd', 404, 'NAME_UNKNOWN');
     await expectError('/', 404, 'NAME_UNKNOWN');
     await expectError('/v2/team/app/manifests/v1?ns=quay.io', 405, 'UNSUPPORTED', { method: 'PATCH' });
+    // Every kind of path refuses writes, none of them asking upstream.
+    const digest = `sha256:${'a'.repeat(64)}`;
+    for (const [path, method] of [['/v2/', 'POST'], [`/v2/team/app/blobs/${digest}?ns=quay.io`, 'DELETE'], ['/v2/team/app/tags/list?ns=quay.io', 'PUT'], [`/v2/team/app/referrers/${digest}?ns=quay.io`, 'POST']] as const) {
+      const res = await send(`${mirror.url}${path}`, { method });
+      expect([path, res.status, res.headers.get('allow'), errorCodes(res.body)]).toEqual([path, 405, 'GET, HEAD', ['UNSUPPORTED']]);
+    }
   });
 
   it('answers the catalog 404 UNSUPPORTED for any method, with no Allow header; upload paths 405 allowing nothing; other paths 405 allowing GET, HEAD', async () => {
