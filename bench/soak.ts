@@ -2,8 +2,8 @@
  * `npm run soak`: regmirror under mixed load for minutes, with a cache limit far below what the
  * clients ask for, so that downloads, evictions, revalidations and clients leaving mid-blob go on
  * all the time. Every 10 s it samples the mirror's RSS, heap, external memory, open files and
- * handles; at the end it checks that nothing failed, that every blob served and every blob stored
- * matches its digest, that memory and open files did not grow from the middle third of the run to
+ * handles; at the end it checks that nothing failed, that every blob and range served (but those
+ * left mid-way) and every blob stored matches the upstream's bytes, that memory and open files did not grow from the middle third of the run to
  * the last, and that the idle cache is within its limit. Exits 1 when a check fails.
  *
  *   SOAK_MINUTES=N  minutes of load (default 5)
@@ -17,7 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { metric } from '../test/support/http.js';
@@ -91,17 +91,19 @@ async function fetcher(url: string, images: SeededImage[], until: number, tally:
       const kind = Math.random();
       if (kind < 0.1) {
         const res = await fetch(blobUrl);
+        if (res.status !== 200) { tally.fail(`blob left mid-way: ${res.status}`); await res.body?.cancel(); continue; }
         const reader = res.body!.getReader();
         await reader.read();
         await reader.cancel();
         tally.left++;
       } else if (kind < 0.2) {
+        // Cached or still downloading, a range is answered 206 with exactly those bytes.
         const from = Math.floor(blob.size / 3);
         const res = await fetch(blobUrl, { headers: { range: `bytes=${from}-` } });
         const body = Buffer.from(await res.arrayBuffer());
-        // A blob being downloaded is answered whole (200), one in the cache in part (206).
-        const expected = res.status === 206 ? blob.size - from : blob.size;
-        if (![200, 206].includes(res.status) || body.length !== expected) tally.fail(`range: ${res.status}, ${body.length} bytes`);
+        const contentRange = res.headers.get('content-range');
+        if (res.status !== 206 || contentRange !== `bytes ${from}-${blob.size - 1}/${blob.size}`) tally.fail(`range: ${res.status}, ${contentRange}`);
+        else if (!body.equals((await readFile(blob.path)).subarray(from))) tally.fail('range: wrong bytes');
         else tally.ranges++;
       } else {
         const res = await fetch(blobUrl);
@@ -166,7 +168,12 @@ async function corruptBlobs(dataDir: string): Promise<{ checked: number; corrupt
     const hex = name.split('/').at(-1)!;
     if (!/^[a-f0-9]{64}$/.test(hex)) continue;
     const hash = createHash('sha256');
-    for await (const chunk of createReadStream(join(root, name))) hash.update(chunk as Buffer);
+    try {
+      for await (const chunk of createReadStream(join(root, name))) hash.update(chunk as Buffer);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // evicted meanwhile
+      throw err;
+    }
     checked++;
     if (hash.digest('hex') !== hex) corrupt.push(hex);
   }
@@ -200,31 +207,34 @@ async function main(): Promise<void> {
     const until = started + minutes * 60_000;
     const tally = new Tally();
     const samples: Sample[] = [];
+    const show = (s: Sample): void => console.log([s.seconds.toFixed(0).padStart(4), s.rssMB.toFixed(0).padStart(8), s.heapMB.toFixed(0).padStart(8),
+      s.externalMB.toFixed(0).padStart(12), String(s.openFiles).padStart(11), String(s.handles).padStart(8), s.cacheMB.toFixed(0).padStart(9), String(s.evictions).padStart(10)].join(' '));
+    console.log('   s   RSS MB  heap MB  external MB  open files  handles  cache MB  evictions');
+    let loading = true;
     const sampler = (async () => {
-      console.log('   s   RSS MB  heap MB  external MB  open files  handles  cache MB  evictions');
-      // Past the load's end too: what the mirror keeps once it is idle.
-      while (Date.now() < until + 2 * SAMPLE_MS) {
-        const s = await sample(mirror!, started);
-        samples.push(s);
-        console.log([s.seconds.toFixed(0).padStart(4), s.rssMB.toFixed(0).padStart(8), s.heapMB.toFixed(0).padStart(8), s.externalMB.toFixed(0).padStart(12),
-          String(s.openFiles).padStart(11), String(s.handles).padStart(8), s.cacheMB.toFixed(0).padStart(9), String(s.evictions).padStart(10)].join(' '));
-        await sleep(SAMPLE_MS);
+      for (; loading; await sleep(SAMPLE_MS)) {
+        samples.push(await sample(mirror!, started));
+        show(samples.at(-1)!);
       }
     })();
     await Promise.all([
       ...Array.from({ length: 4 }, () => fetcher(mirror!.url, images, until, tally)),
       ...Array.from({ length: 2 }, () => puller(mirror!.url, images, until, tally)),
-      sampler,
     ]);
+    loading = false;
+    await sampler;
+    // Every client is done: what the mirror keeps once idle, after an eviction pass (one a second).
+    await sleep(3_000);
+    const idle = await sample(mirror, started);
+    show(idle);
 
     const { checked, corrupt } = await corruptBlobs(mirror.dataDir!);
-    const loaded = samples.filter((s) => s.seconds * 1000 <= until - started);
-    const rssGrowth = growth(loaded, (s) => s.rssMB);
-    const fileGrowth = growth(loaded, (s) => s.openFiles);
-    const idle = samples.at(-1)!;
+    const rssGrowth = growth(samples, (s) => s.rssMB);
+    const fileGrowth = growth(samples, (s) => s.openFiles);
     const limitMB = (await metric(mirror.url, 'regmirror_cache_limit_bytes')) / MB;
-    console.log(`\nclients: ${tally.blobs} whole blobs verified (${(tally.bytes / MB).toFixed(0)} MB), ${tally.ranges} ranges, ${tally.left} left mid-blob, ${tally.pulls} skopeo pulls; evictions ${idle.evictions}`);
-    console.log(`peak RSS sampled ${Math.max(...samples.map((s) => s.rssMB)).toFixed(0)} MB; cache at most ${Math.max(...samples.map((s) => s.cacheMB)).toFixed(0)} MB under load, ${idle.cacheMB.toFixed(0)} MB idle`);
+    if (!(limitMB > 0)) throw new Error(`the mirror reports no cache limit (storage.maxSize ${limit})`);
+    console.log(`\nclients: ${tally.blobs} whole blobs verified (${(tally.bytes / MB).toFixed(0)} MB), ${tally.ranges} ranges verified, ${tally.left} left mid-blob, ${tally.pulls} skopeo pulls; evictions ${idle.evictions}`);
+    console.log(`under load: RSS at most ${Math.max(...samples.map((s) => s.rssMB)).toFixed(0)} MB, cache at most ${Math.max(...samples.map((s) => s.cacheMB)).toFixed(0)} MB; idle: cache ${idle.cacheMB.toFixed(0)} MB`);
     const checks: [string, boolean][] = [
       [`no failed request (${[...tally.failures].map(([k, v]) => `${k}: ${v}`).join('; ') || 'none'})`, tally.failures.size === 0],
       [`every stored blob matches its digest (${checked} checked${corrupt.length ? `, corrupt: ${corrupt.join(' ')}` : ''})`, corrupt.length === 0],

@@ -27,12 +27,16 @@ export function basicCredentials(header: string | undefined): { username: string
   return colon < 0 ? undefined : { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
-/** The value of an unlabelled metric on `url`/metrics, or the sum of a labelled one's series. */
+/**
+ * The value of an unlabelled metric on `url`/metrics, or the sum of a labelled one's series (0
+ * before it has any). Throws for a metric the server does not declare, so a renamed one cannot read as 0.
+ */
 export async function metric(url: string, name: string): Promise<number> {
   const res = await fetch(`${url}/metrics`);
   if (res.status !== 200) throw new Error(`${url}/metrics answered ${res.status}`);
-  return (await res.text())
-    .split('\n')
+  const lines = (await res.text()).split('\n');
+  if (!lines.some((line) => line.startsWith(`# TYPE ${name} `))) throw new Error(`${url}/metrics has no metric ${name}`);
+  return lines
     .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
     .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
 }
