@@ -42,7 +42,8 @@ export interface BenchSettings {
 
 const MB = 1_000_000;
 
-function positiveInt(name: string, fallback: number): number {
+/** The positive integer in environment variable `name`, or `fallback` when it is unset or empty. */
+export function positiveInt(name: string, fallback: number): number {
   const text = process.env[name];
   if (text === undefined || text === '') return fallback;
   const value = Number(text);

@@ -15,17 +15,17 @@
  * first chunk (10 %) — routed by `?ns=`, by path prefix or by default at random; and two skopeo
  * pulls of random images, one after the other. The tag TTL is 2 s, so most tag requests revalidate.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { metric } from '../test/support/http.js';
-import { seedImage, skopeoCopyToDir, startRegistry, tempDir, type SeededImage } from '../test/support/index.js';
+import { sha256 } from '../test/harness/http.js';
+import { metric, metricsOf } from '../test/support/http.js';
+import { seedImage, sha256File, skopeoCopyToDir, startRegistry, tempDir, type SeededImage } from '../test/support/index.js';
 import { MANIFEST_ACCEPT } from './measure.js';
 import { currentRssMB } from './memory.js';
 import { runScript } from './script.js';
 import { startRegmirror, type BenchServer } from './servers.js';
+import { positiveInt } from './settings.js';
 
 const MB = 1_000_000;
 const SAMPLE_MS = 10_000;
@@ -60,15 +60,8 @@ class Tally {
   }
 }
 
-function setting(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer`);
-  return value;
-}
-
 const signed = (n: number): string => (n >= 0 ? `+${n.toFixed(0)}` : n.toFixed(0));
 const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
-const sha256 = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
 /** A path and query naming the image's repository on docker.io, in one of the three ways clients do. */
 function routed(repo: string, rest: string): string {
@@ -136,16 +129,16 @@ async function puller(url: string, images: SeededImage[], until: number, tally: 
 }
 
 async function sample(mirror: BenchServer, started: number): Promise<Sample> {
-  const m = (name: string): Promise<number> => metric(mirror.url, name);
+  const m = await metricsOf(mirror.url);
   return {
     seconds: (Date.now() - started) / 1000,
     rssMB: currentRssMB(mirror.pid) ?? NaN,
-    heapMB: (await m('regmirror_nodejs_heap_size_used_bytes')) / MB,
-    externalMB: (await m('regmirror_nodejs_external_memory_bytes')) / MB,
+    heapMB: m('regmirror_nodejs_heap_size_used_bytes') / MB,
+    externalMB: m('regmirror_nodejs_external_memory_bytes') / MB,
     openFiles: (await readdir(`/proc/${mirror.pid}/fd`)).length,
-    handles: await m('regmirror_nodejs_active_handles_total'),
-    cacheMB: (await m('regmirror_cache_size_bytes')) / MB,
-    evictions: await m('regmirror_evictions_total'),
+    handles: m('regmirror_nodejs_active_handles_total'),
+    cacheMB: m('regmirror_cache_size_bytes') / MB,
+    evictions: m('regmirror_evictions_total'),
   };
 }
 
@@ -167,22 +160,22 @@ async function corruptBlobs(dataDir: string): Promise<{ checked: number; corrupt
   for (const name of await readdir(root, { recursive: true })) {
     const hex = name.split('/').at(-1)!;
     if (!/^[a-f0-9]{64}$/.test(hex)) continue;
-    const hash = createHash('sha256');
+    let digest: string;
     try {
-      for await (const chunk of createReadStream(join(root, name))) hash.update(chunk as Buffer);
+      digest = await sha256File(join(root, name));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // evicted meanwhile
       throw err;
     }
     checked++;
-    if (hash.digest('hex') !== hex) corrupt.push(hex);
+    if (digest !== `sha256:${hex}`) corrupt.push(hex);
   }
   return { checked, corrupt };
 }
 
 async function main(): Promise<void> {
-  const minutes = setting('SOAK_MINUTES', 5);
-  const imageCount = setting('SOAK_IMAGES', 32);
+  const minutes = positiveInt('SOAK_MINUTES', 5);
+  const imageCount = positiveInt('SOAK_IMAGES', 32);
   const limit = process.env.SOAK_LIMIT ?? '120MB';
   const registry = await startRegistry();
   let mirror: BenchServer | undefined;

@@ -28,15 +28,23 @@ export function basicCredentials(header: string | undefined): { username: string
 }
 
 /**
- * The value of an unlabelled metric on `url`/metrics, or the sum of a labelled one's series (0
- * before it has any). Throws for a metric the server does not declare, so a renamed one cannot read as 0.
+ * One read of `url`/metrics, as a function from a metric's name to its value: an unlabelled
+ * metric's, or the sum of a labelled one's series (0 before it has any). It throws for a metric the
+ * server does not declare, so a renamed one cannot read as 0.
  */
-export async function metric(url: string, name: string): Promise<number> {
+export async function metricsOf(url: string): Promise<(name: string) => number> {
   const res = await fetch(`${url}/metrics`);
   if (res.status !== 200) throw new Error(`${url}/metrics answered ${res.status}`);
   const lines = (await res.text()).split('\n');
-  if (!lines.some((line) => line.startsWith(`# TYPE ${name} `))) throw new Error(`${url}/metrics has no metric ${name}`);
-  return lines
-    .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
-    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+  return (name) => {
+    if (!lines.some((line) => line.startsWith(`# TYPE ${name} `))) throw new Error(`${url}/metrics has no metric ${name}`);
+    return lines
+      .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
+      .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+  };
+}
+
+/** The value of one metric on `url`/metrics (see metricsOf). */
+export async function metric(url: string, name: string): Promise<number> {
+  return (await metricsOf(url))(name);
 }
