@@ -47,12 +47,8 @@ export interface Mirror {
 
 /** Starts a mirror for a validated configuration. */
 export async function startMirror(config: Readonly<Config>, logger: Logger): Promise<Mirror> {
-  const storage = await openStorage(config.storage);
-  await storage.init();
-  // Redis (ioredis, ~25 MB of RSS) is loaded only for a fleet that configures it.
-  const coordination = config.redis && (await openCoordination(config.redis, logger));
-  const metadata = new MetadataStore(storage, coordination?.tags);
-
+  // What the configuration names (credentials, the htpasswd file, certificates) is read first, so
+  // that a problem with it stops the start before storage, the index or the spool are touched.
   const metrics = new Metrics();
   const status = new StatusTracker({ upstreams: Object.keys(config.upstreams) });
   const clients = new Map<string, UpstreamClient>();
@@ -67,6 +63,17 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
       ...status.upstreamObserver(name, metrics.upstreamObserver(name)),
     }));
   }
+  const auth = config.access.htpasswd !== undefined ? openHtpasswd(config.access.htpasswd, config.access.realm, logger) : undefined;
+  const tls = await openListenerTls(config.listeners, logger).catch((err: unknown) => {
+    auth?.close();
+    return tlsConfigError(err);
+  });
+
+  const storage = await openStorage(config.storage);
+  await storage.init();
+  // Redis (ioredis, ~25 MB of RSS) is loaded only for a fleet that configures it.
+  const coordination = config.redis && (await openCoordination(config.redis, logger));
+  const metadata = new MetadataStore(storage, coordination?.tags);
   const upstream = (name: string): UpstreamClient => {
     const client = clients.get(name);
     if (!client) throw new Error(`no upstream client for ${name}`);
@@ -114,7 +121,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     logger,
     limits: config.http,
     trustedProxies: config.access.trustedProxies.length > 0 ? cidrList(config.access.trustedProxies) : undefined,
-    auth: config.access.htpasswd !== undefined ? openHtpasswd(config.access.htpasswd, config.access.realm, logger) : undefined,
+    auth,
     observe: (record: RequestRecord) => {
       account(record);
       status.record(record);
@@ -123,7 +130,6 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   };
   // Operator endpoints ride on the registry listeners unless they have a listener of their own.
   const allowList = (cidrs: readonly string[] | undefined): BlockList | undefined => (cidrs ? cidrList(cidrs) : undefined);
-  const tls = await openListenerTls(config.listeners, logger).catch(tlsConfigError);
   const specs = config.listeners.map((l, i) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow), tls: tls[i] }));
   if (config.admin.address !== undefined) specs.push({ ...parseAddress(config.admin.address), upstream: undefined, registry: false, admin: true, allow: allowList(config.admin.allow), tls: undefined });
   const listeners: OpenListener[] = [];

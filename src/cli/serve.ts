@@ -19,9 +19,6 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--log-format <format>', 'log format').choices(['json', 'pretty']))
     .action(async (opts: ConfigOverrides & { config?: string; logLevel?: string; logFormat?: 'json' | 'pretty' }) => {
       const config = loadConfig(opts.config, opts);
-      // Every problem at once, before storage, Redis or the spool are touched.
-      const { problems } = await startupProblems(config);
-      if (problems.length > 0) throw new ConfigError(problems.join('\n'));
       const logger = createLogger({ level: opts.logLevel ?? config.log.level, format: opts.logFormat ?? config.log.format });
       const mirror = await startMirror(config, logger);
       const stop = (signal: string): void => {
