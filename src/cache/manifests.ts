@@ -132,9 +132,7 @@ export class ManifestCache {
       if (query.method === 'HEAD') return this.fromHead(query, res, digest).catch(orStale);
       return this.fetch(query, digest, { tag: query.reference }).catch(orStale);
     }
-    // Unless another request recorded a newer digest meanwhile (its HEAD saw the tag move after ours).
-    const current = await this.options.metadata.getTag(query.upstream, query.repository, query.reference);
-    if (current?.digest === record.digest) await this.options.metadata.putTag(query.upstream, query.repository, query.reference, { ...record, checkedAt: this.now() });
+    await this.options.metadata.confirmTag(query.upstream, query.repository, query.reference, { ...record, checkedAt: this.now() });
     const local = await this.fromRecord(query, record);
     if (local) return { ...local, outcome: 'revalidated' };
     return this.fetch(query, digest, { tag: query.reference });

@@ -149,13 +149,21 @@ describe('FleetFlight', () => {
 
 describe('shared tag records', () => {
   const record = (digest: string, checkedAt: number): TagRecord => ({ digest: digest as Digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, checkedAt });
-
-  it('shows one replica\'s revalidation to the others at once, and falls back to storage', async () => {
+  const storageFolder = async (): Promise<FilesystemDriver> => {
     const storage = new FilesystemDriver(await mkdtemp(join(tmpdir(), 'regmirror-tags-')));
     await storage.init();
-    const shared = new RedisTagRecords(redis, `t${prefixes++}:tag:`);
-    const a = new MetadataStore(storage, shared);
-    const b = new MetadataStore(storage, shared);
+    return storage;
+  };
+  /** Two replicas' metadata on one storage folder and one Redis prefix. */
+  const twoReplicas = async (): Promise<{ shared: RedisTagRecords; prefix: string; a: MetadataStore; b: MetadataStore }> => {
+    const storage = await storageFolder();
+    const prefix = `t${prefixes++}:tag:`;
+    const shared = new RedisTagRecords(redis, prefix);
+    return { shared, prefix, a: new MetadataStore(storage, shared), b: new MetadataStore(storage, shared) };
+  };
+
+  it('shows one replica\'s revalidation to the others at once, and falls back to storage', async () => {
+    const { shared, a, b } = await twoReplicas();
     await a.putTag('ghcr.io', 'org/app', 'v1', record('sha256:11', 1));
     expect(await b.getTag('ghcr.io', 'org/app', 'v1')).toEqual(record('sha256:11', 1)); // now in b's memory too
     await a.putTag('ghcr.io', 'org/app', 'v1', record('sha256:11', 2));
@@ -165,6 +173,38 @@ describe('shared tag records', () => {
     await redis.flushall();
     expect((await b.getTag('ghcr.io', 'org/app', 'v1'))?.checkedAt).toBe(2);
     expect((await shared.get('repositories/ghcr.io/org/app/_tags/v1'))?.checkedAt).toBe(2);
+  });
+
+  it('never lets a revalidation that saw the old digest overwrite the digest another replica recorded', async () => {
+    const { shared, prefix, a, b } = await twoReplicas();
+    await a.putTag('ghcr.io', 'org/app', 'v1', record('sha256:11', 1));
+    expect(await a.getTag('ghcr.io', 'org/app', 'v1')).toEqual(record('sha256:11', 1)); // a read it before b's write
+    await b.putTag('ghcr.io', 'org/app', 'v1', record('sha256:22', 2)); // b's HEAD saw the tag move
+    await a.confirmTag('ghcr.io', 'org/app', 'v1', record('sha256:11', 3)); // a's HEAD, answered earlier, did not
+    expect(await a.getTag('ghcr.io', 'org/app', 'v1')).toEqual(record('sha256:22', 2));
+
+    await a.confirmTag('ghcr.io', 'org/app', 'v1', record('sha256:22', 4)); // the digest recorded: renewed
+    expect(await b.getTag('ghcr.io', 'org/app', 'v1')).toEqual(record('sha256:22', 4));
+
+    // A record Redis does not have (or cannot parse) is written.
+    await redis.set(`${prefix}repositories/ghcr.io/org/app/_tags/v2`, 'not json');
+    expect(await shared.confirm('repositories/ghcr.io/org/app/_tags/v2', record('sha256:33', 5))).toBe(true);
+    expect(await shared.confirm('repositories/ghcr.io/org/app/_tags/v3', record('sha256:44', 6))).toBe(true);
+    expect(await shared.get('repositories/ghcr.io/org/app/_tags/v2')).toEqual(record('sha256:33', 5));
+    expect(await shared.confirm('repositories/ghcr.io/org/app/_tags/v3', record('sha256:55', 7))).toBe(false);
+  });
+
+  it('confirms against its own records when Redis is unreachable', async () => {
+    const storage = await storageFolder();
+    const dead = new Redis('redis://127.0.0.1:1', { enableOfflineQueue: false, lazyConnect: true, retryStrategy: () => null });
+    dead.on('error', () => undefined);
+    const a = new MetadataStore(storage, new RedisTagRecords(dead, 'dead:tag:'));
+    await new MetadataStore(storage).putTag('ghcr.io', 'org/app', 'v1', record('sha256:22', 2)); // another process, through storage
+    await a.confirmTag('ghcr.io', 'org/app', 'v1', record('sha256:11', 3));
+    expect(await new MetadataStore(storage).getTag('ghcr.io', 'org/app', 'v1')).toEqual(record('sha256:22', 2));
+    await a.confirmTag('ghcr.io', 'org/app', 'v1', record('sha256:22', 4));
+    expect(await new MetadataStore(storage).getTag('ghcr.io', 'org/app', 'v1')).toEqual(record('sha256:22', 4));
+    dead.disconnect();
   });
 });
 

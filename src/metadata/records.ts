@@ -30,6 +30,8 @@ export interface ManifestRecord {
 export interface SharedTagRecords {
   get(key: string): Promise<TagRecord | null>;
   put(key: string, record: TagRecord): Promise<void>;
+  /** Writes `record` unless the shared record names another digest, in one step; false when it does. */
+  confirm(key: string, record: TagRecord): Promise<boolean>;
 }
 
 /** Entries kept in memory per record kind. */
@@ -68,6 +70,22 @@ export class MetadataStore {
     const key = tagKey(upstream, repository, tag);
     await this.save(key, record, this.tags);
     await this.sharedTags?.put(key, record).catch(() => undefined); // Redis down: storage has it
+  }
+
+  /**
+   * Records that upstream still has the tag at `record.digest`, unless the tag's record names
+   * another digest by now (another request's HEAD, answered later, saw the tag move). With shared
+   * records the check and the write are one step in Redis, so no replica overwrites a newer digest.
+   */
+  async confirmTag(upstream: string, repository: string, tag: string, record: TagRecord): Promise<void> {
+    const key = tagKey(upstream, repository, tag);
+    if (this.sharedTags) {
+      const confirmed = await this.sharedTags.confirm(key, record).catch(() => undefined); // undefined: unreachable
+      if (confirmed === false) return;
+      if (confirmed) return this.save(key, record, this.tags);
+    }
+    const current = this.tags.get(key) ?? (await this.load(key, this.tags));
+    if (current === undefined || current.digest === record.digest) await this.save(key, record, this.tags);
   }
 
   /** The repository's record of a manifest, or undefined when it has none. */
