@@ -1,20 +1,18 @@
 /**
- * Wires regmirror together, top to bottom: config → storage → metadata → upstream clients → caches
- * → router → HTTP listeners. The only module besides the CLI that reads the configuration.
+ * Wires regmirror together, top to bottom: config → what it names (startup-inputs.ts) → storage →
+ * metadata → upstream clients → caches → router → HTTP listeners. With startup-inputs.ts, the only
+ * module besides the CLI that reads the configuration.
  */
 import type { BlockList } from 'node:net';
 import { join } from 'node:path';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { BlobCache } from './cache/blobs.js';
 import { ListCache } from './cache/lists.js';
 import { ManifestCache } from './cache/manifests.js';
-import { resolveCredentials } from './config/credentials.js';
-import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { Coordination } from './coordination/coordination.js';
 import { createRequestObserver, type RequestRecord } from './http/access.js';
 import { cidrList } from './network/addresses.js';
-import { HtpasswdAuth } from './http/client-auth.js';
 import { RegistryApi } from './http/registry-api.js';
 import { listen, type OpenListener } from './http/server.js';
 import { MetadataStore } from './metadata/records.js';
@@ -22,12 +20,11 @@ import { CacheLifecycle, type FleetEviction } from './lifecycle/lifecycle.js';
 import { Metrics, type FleetMetrics } from './metrics/metrics.js';
 import { Router } from './routing/router.js';
 import type { OpenProxy } from './proxy/open.js';
+import { readStartupInputs } from './startup-inputs.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import type { S3Driver } from './storage/s3.js';
-import { resolveS3Credentials } from './storage/s3-credentials.js';
+import type { S3Keys } from './storage/s3-credentials.js';
 import { HEALTH_PROBE_KEY } from './storage/keys.js';
-import { TlsError } from './tls/keypair.js';
-import { openListenerSource, openListenerTls } from './tls/open.js';
 import { UpstreamClient } from './upstream/client.js';
 import { StatusPage } from './web/page.js';
 import { takeSnapshot } from './web/snapshot.js';
@@ -47,8 +44,9 @@ export interface Mirror {
 
 /** Starts a mirror for a validated configuration. */
 export async function startMirror(config: Readonly<Config>, logger: Logger): Promise<Mirror> {
-  // What the configuration names (credentials, the htpasswd file, certificates) is read first, so
-  // that a problem with it stops the start before storage, the index or the spool are touched.
+  // What the configuration names (credentials, the htpasswd file, certificates, the proxy CA) is read
+  // first, so that a problem with it stops the start before storage, the index or the spool are touched.
+  const inputs = await readStartupInputs(config, logger, { startAcme: true });
   const metrics = new Metrics();
   const status = new StatusTracker({ upstreams: Object.keys(config.upstreams) });
   const clients = new Map<string, UpstreamClient>();
@@ -56,23 +54,18 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     clients.set(name, new UpstreamClient({
       name,
       url: upstream.url,
-      credentials: resolveCredentials(name, upstream.credentials),
+      credentials: inputs.upstreamCredentials.get(name),
       timeouts: upstream.timeouts,
       retries: upstream.retries,
       logger,
       ...status.upstreamObserver(name, metrics.upstreamObserver(name)),
     }));
   }
-  const auth = config.access.htpasswd !== undefined ? openHtpasswd(config.access.htpasswd, config.access.realm, logger) : undefined;
-  const tls = await openListenerTls(config.listeners, logger).catch((err: unknown) => {
-    auth?.close();
-    return tlsConfigError(err);
-  });
 
-  const storage = await openStorage(config.storage);
+  const storage = await openStorage(config.storage, inputs.s3Credentials);
   await storage.init();
   // Redis (ioredis, ~25 MB of RSS) is loaded only for a fleet that configures it.
-  const coordination = config.redis && (await openCoordination(config.redis, logger));
+  const coordination = config.redis && (await openCoordination(config.redis, inputs.redisPassword, logger));
   const metadata = new MetadataStore(storage, coordination?.tags);
   const upstream = (name: string): UpstreamClient => {
     const client = clients.get(name);
@@ -121,7 +114,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     logger,
     limits: config.http,
     trustedProxies: config.access.trustedProxies.length > 0 ? cidrList(config.access.trustedProxies) : undefined,
-    auth,
+    auth: inputs.auth,
     observe: (record: RequestRecord) => {
       account(record);
       status.record(record);
@@ -130,16 +123,16 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   };
   // Operator endpoints ride on the registry listeners unless they have a listener of their own.
   const allowList = (cidrs: readonly string[] | undefined): BlockList | undefined => (cidrs ? cidrList(cidrs) : undefined);
-  const specs = config.listeners.map((l, i) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow), tls: tls[i] }));
+  const specs = config.listeners.map((l, i) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow), tls: inputs.listenerTls[i] }));
   if (config.admin.address !== undefined) specs.push({ ...parseAddress(config.admin.address), upstream: undefined, registry: false, admin: true, allow: allowList(config.admin.allow), tls: undefined });
   const listeners: OpenListener[] = [];
   let proxy: OpenProxy | undefined;
   try {
     // The proxy opens first, so that once the registry listeners answer, everything does.
-    if (config.proxy) {
-      // Loaded only when configured: certificate minting pulls in an X.509 library (~15 MB of RSS).
+    // The CA was read with the other inputs: it is there exactly when the proxy is configured.
+    if (config.proxy && inputs.proxyCa) {
       const { openProxy } = await import('./proxy/open.js');
-      proxy = await openProxy(config.proxy, { server: deps, upstreamFor: (name) => router.lookup(name)?.name, metrics, logger, accessLog: config.log.accessLog }).catch(tlsConfigError);
+      proxy = await openProxy(config.proxy, inputs.proxyCa, { server: deps, upstreamFor: (name) => router.lookup(name)?.name, metrics, logger, accessLog: config.log.accessLog });
     }
     for (const spec of specs) {
       const open = await listen(spec, deps);
@@ -149,7 +142,7 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   } catch (err) {
     await proxy?.close(0);
     await Promise.all(listeners.map((l) => new Promise((resolve) => l.server.close(resolve))));
-    await Promise.all(tls.map((source) => source?.close()));
+    await inputs.close();
     await lifecycle.close();
     throw err;
   }
@@ -166,54 +159,9 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
     await lifecycle.close();
     if (!(storage instanceof FilesystemDriver)) storage.close();
     coordination?.close();
-    await Promise.all(tls.map((source) => source?.close()));
-    deps.auth?.close();
+    await inputs.close();
   };
   return { listeners, proxy, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
-}
-
-/**
- * What `serve` reads at start besides the file, checked without starting anything (no port bound,
- * no storage opened, neither Redis nor an ACME CA asked): credentials from the environment and
- * files, the htpasswd file, the listeners' certificate files and the proxy's CA. `problems`: one
- * `config error at` line each, as the schema's; `warnings`: what would be logged at start without
- * stopping it (a certificate about to expire, htpasswd entries skipped).
- */
-export async function startupProblems(config: Readonly<Config>): Promise<{ problems: string[]; warnings: string[] }> {
-  const warnings: string[] = [];
-  const logger = pino({ level: 'warn', base: undefined, timestamp: false }, {
-    write(line: string) {
-      const { msg, level: _level, ...fields } = JSON.parse(line) as Record<string, unknown>;
-      warnings.push(Object.keys(fields).length > 0 ? `${String(msg)} (${JSON.stringify(fields)})` : String(msg));
-    },
-  });
-  const problems: string[] = [];
-  const check = async (resolve: () => unknown): Promise<void> => {
-    try {
-      await resolve();
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      problems.push(err.message);
-    }
-  };
-  for (const [i, { tls }] of config.listeners.entries()) {
-    // An ACME listener would order its certificate: only certificate files are read.
-    if (tls !== undefined && tls.acme === undefined) await check(() => openListenerSource(i, tls, logger).then((source) => source.close(), tlsConfigError));
-  }
-  const { htpasswd, realm } = config.access;
-  if (htpasswd !== undefined) await check(() => openHtpasswd(htpasswd, realm, logger).close());
-  if (config.storage.driver === 's3') await check(() => asConfigError(() => resolveS3Credentials(config.storage.credentials)));
-  const { redis, proxy } = config;
-  if (redis) {
-    const { resolveRedisPassword } = await import('./coordination/redis.js');
-    await check(() => asConfigError(() => resolveRedisPassword(redis)));
-  }
-  if (proxy) {
-    const { openProxyCa } = await import('./proxy/open.js');
-    await check(() => openProxyCa(proxy, logger).then((ca) => ca.close(), tlsConfigError));
-  }
-  for (const [name, upstream] of Object.entries(config.upstreams)) await check(() => resolveCredentials(name, upstream.credentials));
-  return { problems, warnings };
 }
 
 /** Eviction by the fleet-wide record in Redis, with its metrics. */
@@ -237,45 +185,22 @@ export function fleetGraceMs(config: Readonly<Config>): number {
   return (config.redis?.evictionGrace ?? 0) + (config.storage.redirect ? PRESIGNED_URL_SECONDS * 1_000 : 0);
 }
 
-/** A certificate or key that cannot be used is a configuration error naming the key and the file. */
-function tlsConfigError(err: unknown): never {
-  throw err instanceof TlsError ? new ConfigError(`config error at ${err.message}`) : err;
-}
-
-/** The users of the htpasswd file; a file that cannot be read is a ConfigError naming the key. */
-function openHtpasswd(path: string, realm: string, logger: Logger): HtpasswdAuth {
-  try {
-    return new HtpasswdAuth(path, realm, logger);
-  } catch (err) {
-    throw new ConfigError(`config error at access.htpasswd: ${(err as Error).message}`);
-  }
-}
-
 /**
- * The storage driver the configuration names. The S3 driver (and the AWS SDK, ~17 MB of RSS) is
- * loaded only when configured.
+ * The storage driver the configuration names; `credentials` are the S3 keys read by
+ * readS3Credentials (startup-inputs.ts). The S3 driver (and the AWS SDK, ~17 MB of RSS) is loaded
+ * only when configured.
  */
-export async function openStorage(settings: Config['storage']): Promise<FilesystemDriver | S3Driver> {
+export async function openStorage(settings: Config['storage'], credentials: S3Keys | undefined): Promise<FilesystemDriver | S3Driver> {
   if (settings.driver === 'filesystem') return new FilesystemDriver(settings.path);
-  const credentials = asConfigError(() => resolveS3Credentials(settings.credentials));
   const { bucket, prefix, endpoint, region, forcePathStyle } = settings;
   const { S3Driver: Driver } = await import('./storage/s3.js');
   return new Driver({ bucket: bucket!, prefix, endpoint, region, forcePathStyle, credentials });
 }
 
-/** Connects to Redis for fleet coordination. */
-export async function openCoordination(settings: NonNullable<Config['redis']>, logger: Logger): Promise<Coordination> {
-  const [{ Coordination: Fleet }, { resolveRedisPassword }] = await Promise.all([import('./coordination/coordination.js'), import('./coordination/redis.js')]);
-  return Fleet.open(settings, asConfigError(() => resolveRedisPassword(settings)), logger);
-}
-
-/** Runs `resolve`, turning its error into a ConfigError (a setting that cannot be used). */
-function asConfigError<T>(resolve: () => T): T {
-  try {
-    return resolve();
-  } catch (err) {
-    throw new ConfigError((err as Error).message);
-  }
+/** Connects to Redis for fleet coordination, with the password read by readRedisPassword (startup-inputs.ts). */
+export async function openCoordination(settings: NonNullable<Config['redis']>, password: string | undefined, logger: Logger): Promise<Coordination> {
+  const { Coordination: Fleet } = await import('./coordination/coordination.js');
+  return Fleet.open(settings, password, logger);
 }
 
 /** Splits `host:port` (`[v6]:port`, `:port` for every interface). */

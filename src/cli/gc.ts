@@ -6,6 +6,7 @@ import { parseDuration } from '../config/units.js';
 import { collectGarbage, type GcReport } from '../lifecycle/gc.js';
 import { openIndexBeside } from '../lifecycle/lifecycle.js';
 import { evictsByFleet, fleetGraceMs, openCoordination, openStorage } from '../main.js';
+import { readRedisPassword, readS3Credentials } from '../startup-inputs.js';
 import { FilesystemDriver } from '../storage/filesystem.js';
 import { formatBytes } from '../web/assets/format.js';
 
@@ -24,9 +25,10 @@ export function registerGc(program: Command): void {
       const config = loadConfig(opts.config, { data: opts.data });
       const { maxSize, lowWater, maxAge } = config.storage;
       const { index, server } = await openIndexBeside(config.storage.path);
-      const storage = await openStorage(config.storage);
+      const storage = await openStorage(config.storage, readS3Credentials(config.storage));
       // On a fleet the limits are judged by the fleet-wide access record (Redis); its problems are in the report.
-      const coordination = evictsByFleet(config) ? await openCoordination(config.redis!, pino({ level: 'silent' })) : undefined;
+      const redis = evictsByFleet(config) ? config.redis! : undefined;
+      const coordination = redis && (await openCoordination(redis, await readRedisPassword(redis), pino({ level: 'silent' })));
       try {
         const report = await collectGarbage({
           dataDir: config.storage.path,

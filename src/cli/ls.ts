@@ -4,6 +4,7 @@ import { loadConfig } from '../config/load.js';
 import { openIndexBeside } from '../lifecycle/lifecycle.js';
 import { listCache, type TagListing } from '../lifecycle/listing.js';
 import { openStorage } from '../main.js';
+import { readS3Credentials } from '../startup-inputs.js';
 import { FilesystemDriver } from '../storage/filesystem.js';
 import { formatAgo, formatBytes } from '../web/assets/format.js';
 import { table } from './stats.js';
@@ -20,7 +21,7 @@ export function registerLs(program: Command): void {
     .action(async (opts: { config?: string; data?: string; upstream?: string; json?: boolean }) => {
       const config = loadConfig(opts.config, { data: opts.data });
       const { index } = await openIndexBeside(config.storage.path);
-      const storage = await openStorage(config.storage);
+      const storage = await openStorage(config.storage, readS3Credentials(config.storage));
       try {
         const listings = await listCache(storage, index, { upstream: opts.upstream });
         console.log(opts.json ? JSON.stringify(listings, null, 2) : renderListing(listings, Date.now(), index.usage()));

@@ -1,7 +1,8 @@
 /** `regmirror serve` and `regmirror verify`: run the mirror, or check a configuration. */
 import { Option, type Command } from 'commander';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config/load.js';
-import { startMirror, startupProblems } from '../main.js';
+import { startMirror } from '../main.js';
+import { startupProblems } from '../startup-inputs.js';
 import { createLogger } from './logger.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];

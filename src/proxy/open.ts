@@ -41,30 +41,21 @@ export function openProxyCa(settings: Pick<ProxySettings, 'caCert' | 'caKey'>, l
   });
 }
 
-/** Opens the proxy; a CA that cannot be used throws TlsError `proxy: <file> ...`. */
-export async function openProxy(settings: ProxySettings, deps: OpenProxyDeps): Promise<OpenProxy> {
-  const certificates = await openProxyCa(settings, deps.logger);
-  try {
-    const at = settings.listen.lastIndexOf(':');
-    const proxy = await startProxy(
-      {
-        host: settings.listen.slice(0, at).replace(/^\[(.*)\]$/, '$1'),
-        port: Number(settings.listen.slice(at + 1)),
-        allow: cidrList(settings.allow),
-        policy: { hosts: settings.hosts && new HostPatterns(settings.hosts), otherHosts: settings.otherHosts, upstreamFor: deps.upstreamFor },
-      },
-      { server: deps.server, certificates, observe: createConnectObserver(deps.metrics.proxy(), deps.logger, deps.accessLog) },
-    );
-    deps.logger.info({ address: `${proxy.address.address}:${proxy.address.port}`, hosts: settings.hosts ?? 'every upstream', otherHosts: settings.otherHosts, allow: settings.allow }, 'proxy listening');
-    return {
-      address: proxy.address,
-      close: async (graceMs) => {
-        await proxy.close(graceMs);
-        await certificates.close();
-      },
-    };
-  } catch (err) {
-    await certificates.close();
-    throw err;
-  }
+/**
+ * Opens the proxy with `certificates`, the CA from openProxyCa. The CA stays the caller's: closing
+ * the proxy, or failing to open it, leaves it open.
+ */
+export async function openProxy(settings: ProxySettings, certificates: HostCertificates, deps: OpenProxyDeps): Promise<OpenProxy> {
+  const at = settings.listen.lastIndexOf(':');
+  const proxy = await startProxy(
+    {
+      host: settings.listen.slice(0, at).replace(/^\[(.*)\]$/, '$1'),
+      port: Number(settings.listen.slice(at + 1)),
+      allow: cidrList(settings.allow),
+      policy: { hosts: settings.hosts && new HostPatterns(settings.hosts), otherHosts: settings.otherHosts, upstreamFor: deps.upstreamFor },
+    },
+    { server: deps.server, certificates, observe: createConnectObserver(deps.metrics.proxy(), deps.logger, deps.accessLog) },
+  );
+  deps.logger.info({ address: `${proxy.address.address}:${proxy.address.port}`, hosts: settings.hosts ?? 'every upstream', otherHosts: settings.otherHosts, allow: settings.allow }, 'proxy listening');
+  return proxy;
 }

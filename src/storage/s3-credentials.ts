@@ -10,11 +10,17 @@ export interface S3CredentialSettings {
   secretAccessKeyFile?: string | undefined;
 }
 
+/** Static S3 keys. */
+export interface S3Keys {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
 /** Static S3 keys, or undefined when none are set (the AWS SDK's default chain applies then). */
 export function resolveS3Credentials(
   settings: S3CredentialSettings | undefined,
   env: NodeJS.ProcessEnv = process.env,
-): { accessKeyId: string; secretAccessKey: string } | undefined {
+): S3Keys | undefined {
   if (!settings) return undefined;
   const fail = (message: string): never => {
     throw new Error(`config error at storage.credentials: ${message}`);

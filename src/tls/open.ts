@@ -23,21 +23,6 @@ export interface ListenerTlsSettings {
   } | undefined;
 }
 
-/**
- * One source per listener (undefined for plain HTTP), in listener order. Throws TlsError whose
- * message starts with the listener's key (`listeners[1].tls: ...`); nothing stays open then.
- */
-export async function openListenerTls(listeners: readonly { tls?: ListenerTlsSettings | undefined }[], logger: Logger): Promise<(TlsSource | undefined)[]> {
-  const sources: (TlsSource | undefined)[] = [];
-  try {
-    for (const [i, { tls }] of listeners.entries()) sources.push(tls === undefined ? undefined : await openListenerSource(i, tls, logger));
-  } catch (err) {
-    await Promise.all(sources.map((s) => s?.close()));
-    throw err;
-  }
-  return sources;
-}
-
 /** The source of listener `i`; a TlsError's message starts with the listener's key. */
 export function openListenerSource(i: number, tls: ListenerTlsSettings, logger: Logger): Promise<TlsSource> {
   return openOne(tls, logger.child({ listener: i })).catch((err: unknown) => {

@@ -59,15 +59,16 @@ describe('regmirror verify', () => {
       },
     });
     const enoent = (file: string): string => `ENOENT: no such file or directory, open '${missing(file)}'`;
+    // In the order serve reads them, so the first line is the problem serve would stop on.
     expect(stderr.trimEnd().split('\n')).toEqual([
+      `config error at upstreams["ghcr.io"].credentials: environment variable ${UNSET} is not set`,
+      `config error at upstreams["quay.io"].credentials.passwordFile: ${enoent('quay-token')}`,
+      `config error at access.htpasswd: ${enoent('users.htpasswd')}`,
       `config error at listeners[0].tls: ${local.files.key} is not the key of the certificate in ${other.files.cert}`,
       `config error at listeners[1].tls: cannot read ${missing('server.crt')}: ENOENT`,
-      `config error at access.htpasswd: ${enoent('users.htpasswd')}`,
       `config error at storage.credentials: environment variable ${UNSET} is not set`,
       `config error at redis.passwordFile: ${enoent('redis-password')}`,
       `config error at proxy: cannot read ${missing('ca.crt')}: ENOENT`,
-      `config error at upstreams["ghcr.io"].credentials: environment variable ${UNSET} is not set`,
-      `config error at upstreams["quay.io"].credentials.passwordFile: ${enoent('quay-token')}`,
     ]);
     expect([status, stdout]).toEqual([2, '']);
     expect(existsSync(data)).toBe(false);
