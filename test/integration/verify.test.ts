@@ -1,6 +1,7 @@
 // `regmirror verify` checks what `serve` reads at start besides the file — credentials from the
 // environment and files, the htpasswd file, certificate files — without binding a port or opening
-// storage, and reports each problem like a schema error.
+// storage, and reports each problem like a schema error; `serve` stops on the same line before it
+// touches the cache folder.
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
@@ -38,9 +39,10 @@ function verify(name: string, config: object, env: NodeJS.ProcessEnv = {}): { st
   return spawnSync(process.execPath, ['--import', 'tsx', CLI, 'verify', '--config', file], { encoding: 'utf8', env: { ...process.env, ...env } });
 }
 
+const missing = (file: string): string => join(dir, 'missing', file);
+
 describe('regmirror verify', () => {
   it('reports every credential and certificate file serve could not use, one line each, and exits 2', () => {
-    const missing = (file: string): string => join(dir, 'missing', file);
     const data = join(dir, 'data');
     const { status, stdout, stderr } = verify('bad', {
       version: 1,
@@ -102,12 +104,22 @@ describe('regmirror verify', () => {
     expect(stderr).toBe('warning: htpasswd entry skipped: only bcrypt hashes (htpasswd -B) are supported ({"user":"alice"})\n');
   });
 
-  it('makes serve stop on those problems before it touches the cache folder', () => {
-    const data = join(dir, 'serve-data');
-    const file = join(dir, 'serve-bad.yaml');
-    writeFileSync(file, JSON.stringify({ version: 1, listeners: [{ address: '127.0.0.1:0' }], storage: { path: data }, access: { htpasswd: join(dir, 'missing', 'users') }, upstreams: { 'docker.io': { url: 'https://registry-1.docker.io' } } }));
-    const { status, stderr } = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'serve', '--config', file], { encoding: 'utf8', timeout: 20_000 });
-    expect([status, stderr.trimEnd()]).toEqual([2, `config error at access.htpasswd: ENOENT: no such file or directory, open '${join(dir, 'missing', 'users')}'`]);
-    expect(existsSync(data)).toBe(false);
+  // One problem of each kind: serve stops on the line verify prints, before the cache folder exists.
+  it.each<[string, (data: string) => object]>([
+    ['upstream credentials', () => ({ upstreams: { 'ghcr.io': { url: 'https://ghcr.io', credentials: { username: 'bot', passwordEnv: UNSET } } } })],
+    ['the htpasswd file', () => ({ access: { htpasswd: missing('users') } })],
+    ['a listener certificate', () => ({ listeners: [{ address: '127.0.0.1:0', tls: { cert: missing('server.crt'), key: local.files.key } }] })],
+    ['the S3 credentials', (data) => ({ storage: { driver: 's3', bucket: 'cache', path: data, credentials: { accessKeyIdEnv: UNSET, secretAccessKey: 'secret' } } })],
+    ['the Redis password', () => ({ redis: { url: 'redis://127.0.0.1:1', passwordFile: missing('redis-password') } })],
+    ['the proxy CA', () => ({ proxy: { listen: '127.0.0.1:0', caCert: missing('ca.crt'), caKey: local.files.caKey } })],
+  ])('makes serve stop on %s as verify reports it, before it touches the cache folder', (kind, problem) => {
+    const name = `serve-${kind.replaceAll(' ', '-')}`;
+    const data = join(dir, `${name}-data`);
+    const config = { version: 1, listeners: [{ address: '127.0.0.1:0' }], storage: { path: data }, upstreams: { 'docker.io': { url: 'https://registry-1.docker.io' } }, ...problem(data) };
+    const checked = verify(name, config);
+    const served = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'serve', '--config', join(dir, `${name}.yaml`)], { encoding: 'utf8', timeout: 20_000 });
+    expect(checked.stderr).toMatch(/^config error at \S+: .+\n$/);
+    expect([served.status, served.stderr]).toEqual([2, checked.stderr]);
+    expect([checked.status, existsSync(data)]).toEqual([2, false]);
   });
 });

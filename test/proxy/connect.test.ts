@@ -3,10 +3,11 @@
 // (both ways), the tunnel policy (listed hosts, otherHosts, local addresses), the client allow-list,
 // verification of upstream certificates, and the start-up errors of a CA that cannot be used.
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
 import { connect as connectTls } from 'node:tls';
 import { request, type Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -236,5 +237,14 @@ describe('a CA that cannot be used', () => {
     await expect(missing).rejects.toThrow('config error at proxy: cannot read /nonexistent/ca.crt: ENOENT');
     const notCa = start({ proxy: { caCert: ca.cert, caKey: ca.key } });
     await expect(notCa).rejects.toThrow(`config error at proxy: ${ca.cert} is not a CA certificate`);
+  });
+
+  it('stops it before the cache folder is touched', async () => {
+    const dir = tempDir('proxy-bad-ca');
+    const garbage = join(dir, 'ca.crt');
+    writeFileSync(garbage, 'not a certificate\n');
+    const dataDir = join(dir, 'data');
+    await expect(start({ dataDir, proxy: { caCert: garbage, caKey: ca.caKey } })).rejects.toThrow(`config error at proxy: ${garbage} is not a PEM certificate`);
+    expect(existsSync(dataDir)).toBe(false); // no index, no _spool
   });
 });
