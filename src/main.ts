@@ -20,7 +20,7 @@ import { CacheLifecycle, type FleetEviction } from './lifecycle/lifecycle.js';
 import { Metrics, type FleetMetrics } from './metrics/metrics.js';
 import { Router } from './routing/router.js';
 import type { OpenProxy } from './proxy/open.js';
-import { readStartupInputs } from './startup-inputs.js';
+import { readStartupInputs, type StartupInputs } from './startup-inputs.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import type { S3Driver } from './storage/s3.js';
 import type { S3Keys } from './storage/s3-credentials.js';
@@ -47,6 +47,16 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   // What the configuration names (credentials, the htpasswd file, certificates, the proxy CA) is read
   // first, so that a problem with it stops the start before storage, the index or the spool are touched.
   const inputs = await readStartupInputs(config, logger, { startAcme: true });
+  try {
+    return await assemble(config, logger, inputs);
+  } catch (err) {
+    await inputs.close(); // file watchers and ACME renewals must not outlive a start that failed
+    throw err;
+  }
+}
+
+/** Opens storage and the rest with what was read; the mirror's close() closes `inputs` too. */
+async function assemble(config: Readonly<Config>, logger: Logger, inputs: StartupInputs): Promise<Mirror> {
   const metrics = new Metrics();
   const status = new StatusTracker({ upstreams: Object.keys(config.upstreams) });
   const clients = new Map<string, UpstreamClient>();
@@ -142,7 +152,6 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
   } catch (err) {
     await proxy?.close(0);
     await Promise.all(listeners.map((l) => new Promise((resolve) => l.server.close(resolve))));
-    await inputs.close();
     await lifecycle.close();
     throw err;
   }

@@ -6,7 +6,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { resolveCredentials, type Credentials } from './config/credentials.js';
-import { ConfigError } from './config/load.js';
+import { ConfigError } from './config/error.js';
 import type { Config } from './config/schema.js';
 import { HtpasswdAuth } from './http/client-auth.js';
 import type { HostCertificates } from './proxy/certificates.js';
