@@ -35,7 +35,8 @@ export function createRequestObserver(metrics: Metrics, logger: Logger, accessLo
     metrics.requests.inc({ upstream, kind: r.kind, outcome, status: String(r.status) });
     metrics.requestDuration.observe({ kind: r.kind, outcome }, r.seconds);
     metrics.responseBytes.inc({ upstream, kind: r.kind, outcome }, r.bytes);
-    if (accessLog) {
+    // The record is built only for a line that will be written (not at `--log-level warn`).
+    if (accessLog && logger.isLevelEnabled('info')) {
       logger.info({ ...r, ms: Math.round(r.seconds * 1000), seconds: undefined }, 'request');
     }
   };

@@ -26,14 +26,21 @@ export function withoutParameters(mediaType: string): string {
   return mediaType.split(';')[0]!.trim();
 }
 
+/** Accept headers parsed lately: a fleet of clients sends a handful of them, over and over. */
+const parsedAccepts = new Map<string, readonly string[]>();
+const PARSED_ACCEPTS_KEPT = 64;
+
 /** The media types listed in an Accept header, without parameters; empty when none was sent. */
-export function parseAccept(header: string | string[] | undefined): string[] {
+export function parseAccept(header: string | string[] | undefined): readonly string[] {
   if (header === undefined) return [];
   const joined = Array.isArray(header) ? header.join(',') : header;
-  return joined
-    .split(',')
-    .map((part) => withoutParameters(part).toLowerCase())
-    .filter((part) => part.length > 0);
+  let parsed = parsedAccepts.get(joined);
+  if (parsed === undefined) {
+    parsed = Object.freeze(joined.split(',').map((part) => withoutParameters(part).toLowerCase()).filter((part) => part.length > 0));
+    if (parsedAccepts.size >= PARSED_ACCEPTS_KEPT) parsedAccepts.clear(); // bounded whatever clients send
+    parsedAccepts.set(joined, parsed);
+  }
+  return parsed;
 }
 
 /** True when a manifest of `mediaType` may be answered to a client that sent `accepted`. */
