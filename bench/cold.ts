@@ -5,13 +5,12 @@
  *    And once more with a link of limited bandwidth (link.ts) between the upstream and everyone else.
  * 5: many clients at once for one uncached blob, upstream bytes counted by a relay in front of it.
  */
-import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBlobGet, startCountingRelay } from '../test/support/index.js';
-import { ALL_CPUS, pin } from './affinity.js';
+import { pin, withServerCpuOfItsOwn } from './affinity.js';
 import { startLink } from './link.js';
 import { coldBlob, fetchImage, stampede, timedPull } from './measure.js';
-import { pidListeningOn, watchPeakRss } from './memory.js';
+import { watchPeakRss } from './memory.js';
 import type { Column, Samples } from './report.js';
 import { startDistributionProxy, startRegmirror, type BenchServer } from './servers.js';
 import { linkBytesPerSecond, type BenchSettings } from './settings.js';
@@ -104,17 +103,7 @@ export async function runColdStampede(settings: BenchSettings, upstream: BenchUp
  * take CPU from the client and the upstream, which a mirror on a host of its own does not.
  */
 export async function runPinnedColdPulls(settings: BenchSettings, upstream: BenchUpstream, samples: Samples): Promise<void> {
-  const cpus = availableParallelism();
-  if (cpus < 2) {
-    coldNotes.push('workload 4 with the mirror on a CPU of its own: skipped, this machine has one CPU');
-    return;
-  }
-  const mirrorCpu = String(cpus - 1);
-  const otherCpus = cpus === 2 ? '0' : `0-${cpus - 2}`;
-  const upstreamPid = await pidListeningOn(Number(new URL(upstream.registry.url).port));
-  pin(process.pid, otherCpus);
-  pin(upstreamPid, otherCpus);
-  try {
+  const ran = await withServerCpuOfItsOwn(upstream.registry.url, async (mirrorCpu) => {
     for (let round = 0; round < settings.coldRounds; round++) {
       console.log(`  round ${round + 1}/${settings.coldRounds}: cold pulls, mirror on CPU ${mirrorCpu}`);
       for (const column of rotation<Column>(['regmirror', 'distribution', 'limit'], round)) {
@@ -123,10 +112,8 @@ export async function runPinnedColdPulls(settings: BenchSettings, upstream: Benc
         }, mirrorCpu);
       }
     }
-  } finally {
-    pin(process.pid, ALL_CPUS);
-    pin(upstreamPid, ALL_CPUS);
-  }
+  });
+  if (!ran) coldNotes.push('workload 4 with the mirror on a CPU of its own: skipped, this machine has one CPU');
 }
 
 /**

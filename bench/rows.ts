@@ -19,6 +19,7 @@ export function rowSpecs(s: BenchSettings): RowSpec[] {
   const w1 = `1 warm blob ${big}, 1 client`;
   const w2 = `2 warm blob ${formatSize(s.smallBlob)}, ${s.connections} clients`;
   const w3 = `3 warm manifest by tag, ${s.connections} clients`;
+  const w3pinned = `${w3}, server on a CPU of its own`;
   const w4 = `4 cold ${big} image`;
   const w4b = `4 cold ${big} blob`;
   const w5 = (size: string): string => `5 cold ${size} blob, ${s.coldClients} at once`;
@@ -56,6 +57,11 @@ export function rowSpecs(s: BenchSettings): RowSpec[] {
       targets: (row) => [ratioTarget(row, 'distribution', '<=', 0.25)],
     },
     rssRow('w3.rss', w3),
+    // What the tail is on this machine, not a target: Distribution, which runs on several threads,
+    // loses more than regmirror when held to one CPU (finding 7).
+    { id: 'w3.pinned.rps', workload: w3pinned, metric: 'requests', unit: 'req/s', limitName: 'nginx' },
+    { id: 'w3.pinned.p50', workload: w3pinned, metric: 'p50 latency', unit: 'ms', limitName: 'nginx' },
+    { id: 'w3.pinned.p99', workload: w3pinned, metric: 'p99 latency', unit: 'ms', limitName: 'nginx' },
     {
       id: 'w4.pull', workload: w4, metric: 'skopeo pull', unit: 's', limitName: 'direct',
       targets: (row) => [ratioTarget(row, 'limit', '<=', 1.1)],

@@ -17,7 +17,7 @@ import { runScript } from './script.js';
 import { startDistributionProxy, startNginx, startRegmirror } from './servers.js';
 import { benchSettings, formatLink, formatSize, type BenchSettings } from './settings.js';
 import { startUpstream, type BenchUpstream } from './upstream.js';
-import { runWarmWorkloads, loadErrors } from './warm.js';
+import { loadErrors, runPinnedManifestLoad, runWarmWorkloads, warmNotes } from './warm.js';
 
 const started = Date.now();
 const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(0)} s`;
@@ -41,6 +41,8 @@ async function runIssue3Workloads(settings: BenchSettings, upstream: BenchUpstre
   ]));
   try {
     await runWarmWorkloads(settings, { regmirror, distribution, limit: nginx }, upstream, samples);
+    console.log(`[${elapsed()}] warm manifest by tag (3), the server on a CPU of its own`);
+    await runPinnedManifestLoad(settings, { regmirror, distribution, limit: nginx }, upstream, samples);
   } finally {
     await Promise.all([regmirror.stop(), distribution.stop(), nginx.stop()]);
   }
@@ -79,7 +81,7 @@ async function main(): Promise<void> {
   deriveSamples(samples);
   const rows = settings.s3 === 'only' ? [] : buildRows(rowSpecs(settings), samples, await previousValues(settings.quick));
   const s3 = s3Ran ? buildColumnTable(S3_COLUMNS, S3_RATIOS, s3RowSpecs(settings), s3Samples) : undefined;
-  const notes = [...loadErrors, ...coldNotes, ...s3Notes];
+  const notes = [...loadErrors, ...warmNotes, ...coldNotes, ...s3Notes];
   if (rows.length) console.log(`\n${formatTable(rows)}\n`);
   if (s3) console.log(`\nS3 column (ratios: medians of per-round ratios)\n${formatColumnTable(s3)}\n`);
   for (const note of notes) console.log(`note: ${note}`);

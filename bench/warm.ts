@@ -2,13 +2,14 @@
  * Workloads 1-3, on warm caches: the same requests against regmirror, Distribution's proxy and
  * nginx in turn, round after round (the order rotating), with each mirror's peak RSS per run.
  */
+import { ALL_CPUS, pinTree, withServerCpuOfItsOwn } from './affinity.js';
 import type { LoadResult } from './load.js';
 import { blobLoad, fetchImage, MANIFEST_ACCEPT, manifestLoad, singleClientThroughput } from './measure.js';
 import { watchPeakRss } from './memory.js';
 import type { Column, Samples } from './report.js';
 import type { BenchServer } from './servers.js';
 import type { BenchSettings } from './settings.js';
-import type { BenchImage } from './upstream.js';
+import type { BenchImage, BenchUpstream } from './upstream.js';
 
 /** The three servers of the warm workloads, by column. */
 export type WarmServers = Record<Column, BenchServer>;
@@ -91,4 +92,35 @@ export async function runWarmWorkloads(settings: BenchSettings, servers: WarmSer
       samples.add('w3.p99', column, r.p99Ms);
     });
   }
+}
+
+/** Why a pinned run was left out, reported under the table. */
+export const warmNotes: string[] = [];
+
+/**
+ * Workload 3 again with each server on the last CPU, and the load generator (this process, so wrk)
+ * and the upstream on the others. This machine's kernel packs runnable threads onto as few vCPUs as
+ * it can (`sched_vcpu_pack` on its command line): unpinned, wrk's threads and the server under test
+ * often share one vCPU while the other idles, and the latency's tail is that sharing (finding 7).
+ * A mirror in use does not share its CPU with its clients.
+ */
+export async function runPinnedManifestLoad(settings: BenchSettings, servers: WarmServers, upstream: BenchUpstream, samples: Samples): Promise<void> {
+  const ran = await withServerCpuOfItsOwn(upstream.registry.url, async (serverCpu) => {
+    for (let round = 0; round < settings.rounds; round++) {
+      console.log(`  round ${round + 1}/${settings.rounds}: warm manifest by tag, ${settings.connections} clients, server on CPU ${serverCpu}`);
+      // Its peak RSS counts as workload 3's, as the same requests' (`w3.rss`).
+      await eachServer(servers, round, samples, 'w3.rss', async (column, { pid, url }) => {
+        pinTree(pid, serverCpu);
+        try {
+          const r = checked(await manifestLoad(url, upstream.small, settings), `workload 3 on a CPU of its own, ${column}`);
+          samples.add('w3.pinned.rps', column, r.requestsPerSec);
+          samples.add('w3.pinned.p50', column, r.p50Ms);
+          samples.add('w3.pinned.p99', column, r.p99Ms);
+        } finally {
+          pinTree(pid, ALL_CPUS);
+        }
+      });
+    }
+  });
+  if (!ran) warmNotes.push('workload 3 with the server on a CPU of its own: skipped, this machine has one CPU');
 }
