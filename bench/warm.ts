@@ -101,8 +101,8 @@ export const warmNotes: string[] = [];
  * Workload 3 again with each server on the last CPU, and the load generator (this process, so wrk)
  * and the upstream on the others. This machine's kernel packs runnable threads onto as few vCPUs as
  * it can (`sched_vcpu_pack` on its command line): unpinned, wrk's threads and the server under test
- * often share one vCPU while the other idles, and the latency's tail is that sharing (finding 7).
- * A mirror in use does not share its CPU with its clients.
+ * often share one vCPU while the other idles, one source of the latency's tail (finding 7). A
+ * mirror in use does not share its CPU with its clients.
  */
 export async function runPinnedManifestLoad(settings: BenchSettings, servers: WarmServers, upstream: BenchUpstream, samples: Samples): Promise<void> {
   const ran = await withServerCpuOfItsOwn(upstream.registry.url, async (serverCpu) => {
