@@ -72,92 +72,12 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     }));
   }
 
-  const storage = await openStorage(config.storage, inputs.s3Credentials);
-  await storage.init();
-  // Redis (ioredis, ~25 MB of RSS) is loaded only for a fleet that configures it.
-  const coordination = config.redis && (await openCoordination(config.redis, inputs.redisPassword, logger));
-  const metadata = new MetadataStore(storage, coordination?.tags);
-  const upstream = (name: string): UpstreamClient => {
-    const client = clients.get(name);
-    if (!client) throw new Error(`no upstream client for ${name}`);
-    return client;
-  };
-
-  const { maxSize, lowWater, maxAge } = config.storage;
-  const fleet = coordination && evictsByFleet(config) ? fleetEviction(coordination, fleetGraceMs(config), metrics.fleet()) : undefined;
-  const lifecycle = await CacheLifecycle.open({
-    dataDir: config.storage.path,
-    storage,
-    policy: { maxSize, lowWater, maxAge },
-    logger,
-    onEvicted: (reason, objects, bytes) => metrics.evicted(reason, objects, bytes),
-    fleet,
-  });
-  metrics.useCacheUsage(() => lifecycle.usage(), maxSize);
-  const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: config.storage.spoolPath ?? join(config.storage.path, '_spool'), redirectSeconds: config.storage.redirect ? PRESIGNED_URL_SECONDS : undefined, logger, events: metrics.blobCacheEvents(), use: lifecycle.use, fleet: coordination?.fleet });
-  await blobs.init();
-  lifecycle.start(blobs);
-  const manifests = new ManifestCache({
-    storage,
-    metadata,
-    upstream,
-    tagTTL: (name) => config.upstreams[name]?.tagTTL ?? config.cache.tagTTL,
-    serveStaleOnError: config.cache.serveStaleOnError,
-    memoryBytes: config.cache.manifestMemoryBytes,
-    logger,
-    onStored: (bytes) => metrics.contentStored(bytes),
-    use: lifecycle.use,
-  });
-  const lists = new ListCache(storage, upstream, config.cache.serveStaleOnError);
-
-  const router = new Router(
-    Object.entries(config.upstreams).map(([name, u]) => ({ name, hosts: u.hosts, dockerHubNames: u.dockerHubNames ?? false })),
-    config.routing.defaultUpstream,
-  );
-  const api = new RegistryApi({ blobs, manifests, lists });
-  const account = createRequestObserver(metrics, logger, config.log.accessLog);
-  // The status page names repositories, which /metrics never does: only on a listener of its own.
-  const statusPage = config.admin.address === undefined ? undefined : new StatusPage({ snapshot: () => takeSnapshot({ tracker: status, metrics, cacheLimitBytes: maxSize }) });
-  const deps = {
-    router,
-    api,
-    logger,
-    limits: config.http,
-    trustedProxies: config.access.trustedProxies.length > 0 ? cidrList(config.access.trustedProxies) : undefined,
-    auth: inputs.auth,
-    observe: (record: RequestRecord) => {
-      account(record);
-      status.record(record);
-    },
-    admin: { registry: metrics.registry, readiness: { storage: () => storage.put(HEALTH_PROBE_KEY, Buffer.from(String(Date.now()))) }, status: statusPage },
-  };
-  // Operator endpoints ride on the registry listeners unless they have a listener of their own.
-  const allowList = (cidrs: readonly string[] | undefined): BlockList | undefined => (cidrs ? cidrList(cidrs) : undefined);
-  const specs = config.listeners.map((l, i) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow), tls: inputs.listenerTls[i] }));
-  if (config.admin.address !== undefined) specs.push({ ...parseAddress(config.admin.address), upstream: undefined, registry: false, admin: true, allow: allowList(config.admin.allow), tls: undefined });
+  // What the start opens from here on. shutdown() closes whatever of it is open: when a later step
+  // of the start fails (a port taken, an index that cannot be opened) as when the mirror closes.
+  const opened: { storage?: FilesystemDriver | S3Driver; coordination?: Coordination; lifecycle?: CacheLifecycle; statusPage?: StatusPage; proxy?: OpenProxy } = {};
   const listeners: OpenListener[] = [];
-  let proxy: OpenProxy | undefined;
-  try {
-    // The proxy opens first, so that once the registry listeners answer, everything does.
-    // The CA was read with the other inputs: it is there exactly when the proxy is configured.
-    if (config.proxy && inputs.proxyCa) {
-      const { openProxy } = await import('./proxy/open.js');
-      proxy = await openProxy(config.proxy, inputs.proxyCa, { server: deps, upstreamFor: (name) => router.lookup(name)?.name, metrics, logger, accessLog: config.log.accessLog });
-    }
-    for (const spec of specs) {
-      const open = await listen(spec, deps);
-      listeners.push(open);
-      logger.info({ address: `${open.address.address}:${open.address.port}`, upstream: spec.upstream, registry: spec.registry, admin: spec.admin, tls: open.tls }, 'listening');
-    }
-  } catch (err) {
-    await proxy?.close(0);
-    await Promise.all(listeners.map((l) => new Promise((resolve) => l.server.close(resolve))));
-    await lifecycle.close();
-    throw err;
-  }
-
-  let closing: Promise<void> | undefined;
-  const close = async (graceMs: number): Promise<void> => {
+  const shutdown = async (graceMs: number): Promise<void> => {
+    const { storage, coordination, lifecycle, statusPage, proxy } = opened;
     statusPage?.close();
     await Promise.all([...listeners.map((l) => new Promise<void>((resolve) => {
       l.server.close(() => resolve());
@@ -165,12 +85,96 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
       setTimeout(() => l.server.closeAllConnections(), graceMs).unref();
     })), proxy?.close(graceMs)]);
     await Promise.all([...clients.values()].map((c) => c.close()));
-    await lifecycle.close();
-    if (!(storage instanceof FilesystemDriver)) storage.close();
+    await lifecycle?.close();
+    if (storage && !(storage instanceof FilesystemDriver)) storage.close();
     coordination?.close();
+  };
+  try {
+    const storage = (opened.storage = await openStorage(config.storage, inputs.s3Credentials));
+    await storage.init();
+    // Redis (ioredis, ~25 MB of RSS) is loaded only for a fleet that configures it.
+    const coordination = config.redis && (opened.coordination = await openCoordination(config.redis, inputs.redisPassword, logger));
+    const metadata = new MetadataStore(storage, coordination?.tags);
+    const upstream = (name: string): UpstreamClient => {
+      const client = clients.get(name);
+      if (!client) throw new Error(`no upstream client for ${name}`);
+      return client;
+    };
+
+    const { maxSize, lowWater, maxAge } = config.storage;
+    const fleet = coordination && evictsByFleet(config) ? fleetEviction(coordination, fleetGraceMs(config), metrics.fleet()) : undefined;
+    const lifecycle = (opened.lifecycle = await CacheLifecycle.open({
+      dataDir: config.storage.path,
+      storage,
+      policy: { maxSize, lowWater, maxAge },
+      logger,
+      onEvicted: (reason, objects, bytes) => metrics.evicted(reason, objects, bytes),
+      fleet,
+    }));
+    metrics.useCacheUsage(() => lifecycle.usage(), maxSize);
+    const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: config.storage.spoolPath ?? join(config.storage.path, '_spool'), redirectSeconds: config.storage.redirect ? PRESIGNED_URL_SECONDS : undefined, logger, events: metrics.blobCacheEvents(), use: lifecycle.use, fleet: coordination?.fleet });
+    await blobs.init();
+    lifecycle.start(blobs);
+    const manifests = new ManifestCache({
+      storage,
+      metadata,
+      upstream,
+      tagTTL: (name) => config.upstreams[name]?.tagTTL ?? config.cache.tagTTL,
+      serveStaleOnError: config.cache.serveStaleOnError,
+      memoryBytes: config.cache.manifestMemoryBytes,
+      logger,
+      onStored: (bytes) => metrics.contentStored(bytes),
+      use: lifecycle.use,
+    });
+    const lists = new ListCache(storage, upstream, config.cache.serveStaleOnError);
+
+    const router = new Router(
+      Object.entries(config.upstreams).map(([name, u]) => ({ name, hosts: u.hosts, dockerHubNames: u.dockerHubNames ?? false })),
+      config.routing.defaultUpstream,
+    );
+    const api = new RegistryApi({ blobs, manifests, lists });
+    const account = createRequestObserver(metrics, logger, config.log.accessLog);
+    // The status page names repositories, which /metrics never does: only on a listener of its own.
+    const statusPage = config.admin.address === undefined ? undefined : (opened.statusPage = new StatusPage({ snapshot: () => takeSnapshot({ tracker: status, metrics, cacheLimitBytes: maxSize }) }));
+    const deps = {
+      router,
+      api,
+      logger,
+      limits: config.http,
+      trustedProxies: config.access.trustedProxies.length > 0 ? cidrList(config.access.trustedProxies) : undefined,
+      auth: inputs.auth,
+      observe: (record: RequestRecord) => {
+        account(record);
+        status.record(record);
+      },
+      admin: { registry: metrics.registry, readiness: { storage: () => storage.put(HEALTH_PROBE_KEY, Buffer.from(String(Date.now()))) }, status: statusPage },
+    };
+    // Operator endpoints ride on the registry listeners unless they have a listener of their own.
+    const allowList = (cidrs: readonly string[] | undefined): BlockList | undefined => (cidrs ? cidrList(cidrs) : undefined);
+    const specs = config.listeners.map((l, i) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow), tls: inputs.listenerTls[i] }));
+    if (config.admin.address !== undefined) specs.push({ ...parseAddress(config.admin.address), upstream: undefined, registry: false, admin: true, allow: allowList(config.admin.allow), tls: undefined });
+    // The proxy opens first, so that once the registry listeners answer, everything does.
+    // The CA was read with the other inputs: it is there exactly when the proxy is configured.
+    if (config.proxy && inputs.proxyCa) {
+      const { openProxy } = await import('./proxy/open.js');
+      opened.proxy = await openProxy(config.proxy, inputs.proxyCa, { server: deps, upstreamFor: (name) => router.lookup(name)?.name, metrics, logger, accessLog: config.log.accessLog });
+    }
+    for (const spec of specs) {
+      const open = await listen(spec, deps);
+      listeners.push(open);
+      logger.info({ address: `${open.address.address}:${open.address.port}`, upstream: spec.upstream, registry: spec.registry, admin: spec.admin, tls: open.tls }, 'listening');
+    }
+  } catch (err) {
+    await shutdown(0);
+    throw err;
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = async (graceMs: number): Promise<void> => {
+    await shutdown(graceMs);
     await inputs.close();
   };
-  return { listeners, proxy, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
+  return { listeners, proxy: opened.proxy, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
 }
 
 /** Eviction by the fleet-wide record in Redis, with its metrics. */
