@@ -12,7 +12,7 @@ import { ManifestCache } from './cache/manifests.js';
 import type { Config } from './config/schema.js';
 import type { Coordination } from './coordination/coordination.js';
 import { createRequestObserver, type RequestRecord } from './http/access.js';
-import { cidrList } from './network/addresses.js';
+import { cidrList, parseListenAddress } from './network/addresses.js';
 import { RegistryApi } from './http/registry-api.js';
 import { listen, type OpenListener } from './http/server.js';
 import { MetadataStore } from './metadata/records.js';
@@ -151,8 +151,8 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     };
     // Operator endpoints ride on the registry listeners unless they have a listener of their own.
     const allowList = (cidrs: readonly string[] | undefined): BlockList | undefined => (cidrs ? cidrList(cidrs) : undefined);
-    const specs = config.listeners.map((l, i) => ({ ...parseAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow), tls: inputs.listenerTls[i] }));
-    if (config.admin.address !== undefined) specs.push({ ...parseAddress(config.admin.address), upstream: undefined, registry: false, admin: true, allow: allowList(config.admin.allow), tls: undefined });
+    const specs = config.listeners.map((l, i) => ({ ...parseListenAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow), tls: inputs.listenerTls[i] }));
+    if (config.admin.address !== undefined) specs.push({ ...parseListenAddress(config.admin.address), upstream: undefined, registry: false, admin: true, allow: allowList(config.admin.allow), tls: undefined });
     // The proxy opens first, so that once the registry listeners answer, everything does.
     // The CA was read with the other inputs: it is there exactly when the proxy is configured.
     if (config.proxy && inputs.proxyCa) {
@@ -214,11 +214,4 @@ export async function openStorage(settings: Config['storage'], credentials: S3Ke
 export async function openCoordination(settings: NonNullable<Config['redis']>, password: string | undefined, logger: Logger): Promise<Coordination> {
   const { Coordination: Fleet } = await import('./coordination/coordination.js');
   return Fleet.open(settings, password, logger);
-}
-
-/** Splits `host:port` (`[v6]:port`, `:port` for every interface). */
-export function parseAddress(address: string): { host: string; port: number } {
-  const at = address.lastIndexOf(':');
-  const host = address.slice(0, at).replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(address.slice(at + 1)) };
 }

@@ -1,10 +1,16 @@
 /**
- * IP address lists and what an address leads to. The scope decides where regmirror may dial on
- * someone else's word: a host an upstream redirected to (upstream/connect.ts) and a CONNECT
- * tunnel's target (proxy/tunnel.ts).
+ * IP address lists, listen addresses, and what an address leads to. The scope decides where
+ * regmirror may dial on someone else's word: a host an upstream redirected to (upstream/connect.ts)
+ * and a CONNECT tunnel's target (proxy/tunnel.ts).
  */
 import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
+
+/** Splits a listen address `host:port` (`[v6]:port`; `:port` for every interface) for `listen()`. */
+export function parseListenAddress(address: string): { host: string; port: number } {
+  const at = address.lastIndexOf(':');
+  return { host: address.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(address.slice(at + 1)) };
+}
 
 /** Builds a BlockList (used as an allow-list) from CIDRs such as `10.0.0.0/8` or `fd00::/8`. */
 export function cidrList(cidrs: readonly string[]): BlockList {

@@ -1,6 +1,6 @@
 /** Opens the CONNECT proxy of a validated `proxy` block: its CA, its policy, its listener. */
 import type { Logger } from 'pino';
-import { cidrList } from '../network/addresses.js';
+import { cidrList, parseListenAddress } from '../network/addresses.js';
 import type { ServerDeps } from '../http/server.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { TlsError } from '../tls/keypair.js';
@@ -46,11 +46,9 @@ export function openProxyCa(settings: Pick<ProxySettings, 'caCert' | 'caKey'>, l
  * the proxy, or failing to open it, leaves it open.
  */
 export async function openProxy(settings: ProxySettings, certificates: HostCertificates, deps: OpenProxyDeps): Promise<OpenProxy> {
-  const at = settings.listen.lastIndexOf(':');
   const proxy = await startProxy(
     {
-      host: settings.listen.slice(0, at).replace(/^\[(.*)\]$/, '$1'),
-      port: Number(settings.listen.slice(at + 1)),
+      ...parseListenAddress(settings.listen),
       allow: cidrList(settings.allow),
       policy: { hosts: settings.hosts && new HostPatterns(settings.hosts), otherHosts: settings.otherHosts, upstreamFor: deps.upstreamFor },
     },

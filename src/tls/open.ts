@@ -1,5 +1,6 @@
 /** Opens the certificate source of each listener that serves HTTPS. */
 import type { Logger } from 'pino';
+import { parseListenAddress } from '../network/addresses.js';
 import { CertificateFiles } from './files.js';
 import { TlsError, type TlsSource } from './keypair.js';
 
@@ -33,7 +34,6 @@ export function openListenerSource(i: number, tls: ListenerTlsSettings, logger: 
 async function openOne(tls: ListenerTlsSettings, logger: Logger): Promise<TlsSource> {
   const { acme } = tls;
   if (acme) {
-    const at = acme.challengeAddress.lastIndexOf(':');
     // Loaded only when a listener uses ACME: the client library costs ~30 MB of RSS.
     const { AcmeCertificates } = await import('./acme.js');
     return AcmeCertificates.start({
@@ -42,7 +42,7 @@ async function openOne(tls: ListenerTlsSettings, logger: Logger): Promise<TlsSou
       directory: acme.directory,
       directoryCa: acme.directoryCA,
       path: acme.path,
-      challenge: { host: acme.challengeAddress.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(acme.challengeAddress.slice(at + 1)) },
+      challenge: parseListenAddress(acme.challengeAddress),
       renewBefore: acme.renewBefore,
       checkInterval: acme.checkInterval,
       pollInterval: acme.pollInterval,
