@@ -344,14 +344,15 @@ export class BlobCache {
   }
 
   /**
-   * With a driver that stores streams (S3), starts storing the blob as it arrives: the spool reader
-   * it feeds ends only after the digest verified, and fails otherwise, so nothing partial is kept.
+   * With a driver that stores a file as it grows (S3), starts storing the blob as it arrives, from
+   * the spool file: the object is completed only after the digest verified, and the upload is
+   * aborted otherwise, so nothing partial is kept. A size upstream did not announce: stored after.
    */
   private beginUpload(download: SpoolDownload): Promise<void> | undefined {
     const { storage } = this.options;
-    const lease = storage.putStream ? download.retain() : undefined;
-    if (!storage.putStream || !lease) return undefined;
-    const upload = storage.putStream(blobKey(download.digest), lease.read(), download.expectedSize);
+    const size = download.expectedSize;
+    if (!storage.putGrowingFile || size === undefined) return undefined;
+    const upload = storage.putGrowingFile(blobKey(download.digest), download.path, size, (end) => download.holds(end));
     upload.catch(() => undefined); // awaited by the commit; a failed download aborts it on purpose
     return upload;
   }

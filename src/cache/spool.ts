@@ -147,6 +147,19 @@ export class SpoolDownload {
     }
   }
 
+  /**
+   * Resolves once the spool file holds the blob's bytes before `end`, the blob's last byte only once
+   * it verified; rejects if the download fails first. For an upload that reads the file itself.
+   */
+  async holds(end: number): Promise<void> {
+    for (;;) {
+      if (this.state === 'failed') throw this.failure;
+      if (end <= this.readableEnd(undefined)) return;
+      if (this.state === 'verified') throw new Error(`the blob has ${this.written} bytes, not ${end}`);
+      await new Promise<void>((resolve) => this.events.once('progress', resolve));
+    }
+  }
+
   /** Called when a lease's reader ends or is destroyed, or the lease is released. */
   readerDone(): void {
     this.readers--;

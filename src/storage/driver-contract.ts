@@ -2,10 +2,9 @@
  * The storage-driver contract as a test suite: every driver (filesystem, S3, ...) runs these same
  * cases, so callers can rely on the behaviour whatever the driver. Used only by tests.
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { StorageDriver } from './driver.js';
@@ -55,19 +54,28 @@ export function describeStorageDriver(name: string, create: () => Promise<Storag
       await unused.close();
     });
 
-    it('stores a stream with putStream only when it ends cleanly (drivers that have putStream)', async () => {
-      if (!driver.putStream) return;
+    it('stores a growing file with putGrowingFile, only once ready(size) resolved (drivers that have it)', async () => {
+      if (!driver.putGrowingFile) return;
       const data = Buffer.from(Array.from({ length: 9 * 1024 * 1024 + 5 }, (_, i) => i % 253));
-      const chunks = function* (): Generator<Buffer> {
-        for (let at = 0; at < data.length; at += 256 * 1024) yield data.subarray(at, at + 256 * 1024);
-      };
-      await driver.putStream('blobs/sha256/ef/whole', Readable.from(chunks()), data.length);
+      const half = 4 * 1024 * 1024;
+      const path = await localFile(data.subarray(0, half));
+      let grow!: () => void;
+      const grown = new Promise<void>((resolve) => (grow = resolve));
+      const asked: number[] = [];
+      const stored = driver.putGrowingFile('blobs/sha256/ef/whole', path, data.length, async (end) => {
+        asked.push(end);
+        if (end > half) await grown;
+      });
+      await appendFile(path, data.subarray(half));
+      grow();
+      await stored;
+      expect(asked).toContain(data.length);
       expect((await driver.get('blobs/sha256/ef/whole'))?.equals(data)).toBe(true);
-      const failing = Readable.from((function* () {
-        yield* chunks();
-        throw new Error('digest mismatch');
-      })());
-      await expect(driver.putStream('blobs/sha256/ef/broken', failing)).rejects.toThrow();
+
+      const refused = driver.putGrowingFile('blobs/sha256/ef/broken', path, data.length, async (end) => {
+        if (end === data.length) throw new Error('digest mismatch');
+      });
+      await expect(refused).rejects.toThrow('digest mismatch');
       expect(await driver.stat('blobs/sha256/ef/broken')).toBeUndefined();
     });
 

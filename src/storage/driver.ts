@@ -38,12 +38,14 @@ export interface StorageDriver {
    */
   putFile(key: string, localPath: string): Promise<void>;
   /**
-   * Optional, for remote drivers: stores `body` under `key` while it is still arriving. The object
-   * becomes visible only if `body` ends cleanly; if `body` fails, nothing is stored. `sizeHint` is
-   * the expected size, when known. The blob cache feeds it a spool reader that ends only after the
-   * digest verified, so uploading overlaps the download instead of following it.
+   * Optional, for remote drivers: stores the local file at `path`, of `size` bytes, under `key`
+   * while it is still being written, reading it from the disk (no copy of it held in memory).
+   * `ready(end)` resolves once the file holds its bytes before `end` (at `end === size`, once they
+   * verified) and rejects if they never will. The object becomes visible only after `ready(size)`
+   * resolved, so nothing unverified is stored. The caller keeps the file until this settles. The
+   * blob cache gives it the spool file, so uploading overlaps the download instead of following it.
    */
-  putStream?(key: string, body: Readable, sizeHint?: number): Promise<void>;
+  putGrowingFile?(key: string, path: string, size: number, ready: (end: number) => Promise<void>): Promise<void>;
   /** Optional, for remote drivers: a URL that lets anyone GET the object for `expiresInSeconds`. */
   presignGet?(key: string, expiresInSeconds: number): Promise<string>;
   /** Removes an object; absent objects are not an error. */

@@ -3,9 +3,9 @@
  * Swift's s3api), under an optional key prefix.
  *
  * Commit protocol: S3 shows an object only once its PUT, or its multipart upload's Complete, has
- * succeeded, so nothing partial is ever visible and no staging key or copy is needed. Blobs either
- * arrive as a verified local file (`putFile`) or as a stream that ends only after the digest verified
- * (`putStream`, fed by the spool while the download runs): a stream that fails aborts its multipart
+ * succeeded, so nothing partial is ever visible and no staging key or copy is needed. Blobs are
+ * uploaded from a local file, the spool file while the download still writes it (`putGrowingFile`):
+ * the last part waits for the digest to verify, and a download that fails aborts the multipart
  * upload and leaves nothing. Conditional writes (If-None-Match) are not used — not every server has
  * them; content is addressed by digest, so two replicas writing one key write the same bytes.
  */
@@ -17,6 +17,8 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -25,8 +27,9 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
+  type CompletedPart,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { ReadHandle, StorageDriver } from './driver.js';
 
@@ -46,7 +49,7 @@ export interface S3DriverOptions {
   abandonedUploadAgeMs?: number;
 }
 
-/** Size of each part of a multipart upload, and how many are sent at once (memory: about their product). */
+/** Size of each part of a multipart upload, and how many are sent at once (each streamed from the disk). */
 const PART_BYTES = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 3;
 /** S3 allows at most 10,000 parts; larger known sizes get larger parts. */
@@ -131,27 +134,48 @@ export class S3Driver implements StorageDriver {
 
   async putFile(key: string, localPath: string): Promise<void> {
     const { size } = await stat(localPath);
-    await this.putStream(key, createReadStream(localPath), size);
+    await this.putGrowingFile(key, localPath, size, async () => undefined);
     await unlink(localPath);
   }
 
   /**
-   * Stores `body` as it is read: one PUT when it fits in a part, else a multipart upload that is
-   * completed only when `body` ends cleanly and aborted when it fails. `sizeHint` sizes the parts.
+   * One PUT when the file fits in a part, else a multipart upload whose parts are sent as soon as
+   * the file holds them, each read from the disk, PARTS_IN_FLIGHT at a time: memory stays flat
+   * however many blobs are stored at once. Completed only after `ready(size)`, aborted on failure.
    */
-  async putStream(key: string, body: Readable, sizeHint?: number): Promise<void> {
-    const partSize = Math.max(PART_BYTES, Math.ceil((sizeHint ?? 0) / MAX_PARTS));
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: this.key(key), Body: body },
-      partSize,
-      queueSize: PARTS_IN_FLIGHT,
-      leavePartsOnError: false,
-    });
+  async putGrowingFile(key: string, path: string, size: number, ready: (end: number) => Promise<void>): Promise<void> {
+    const Key = this.key(key);
+    const { bucket: Bucket, client } = this;
+    const bytes = (start: number, end: number): { Body: Readable; ContentLength: number } => ({ Body: createReadStream(path, { start, end: end - 1 }), ContentLength: end - start });
+    const partSize = Math.max(PART_BYTES, Math.ceil(size / MAX_PARTS));
+    if (size <= partSize) {
+      await ready(size);
+      await client.send(new PutObjectCommand({ Bucket, Key, ...bytes(0, size) }));
+      return;
+    }
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+    const parts: CompletedPart[] = [];
+    let next = 0;
+    let failed = false;
+    const sendParts = async (): Promise<void> => {
+      while (!failed && next * partSize < size) {
+        const i = next++;
+        const end = Math.min(size, (i + 1) * partSize);
+        await ready(end);
+        const { ETag } = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, ...bytes(i * partSize, end) }));
+        parts[i] = { ETag, PartNumber: i + 1 };
+      }
+    };
+    const stopAll = (err: unknown): never => {
+      failed = true; // the other senders stop after their current part
+      throw err;
+    };
     try {
-      await upload.done();
-    } finally {
-      body.destroy();
+      await Promise.all(Array.from({ length: PARTS_IN_FLIGHT }, () => sendParts().catch(stopAll)));
+      await client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
+    } catch (err) {
+      await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined); // else aborted by age at a later init
+      throw err;
     }
   }
 
