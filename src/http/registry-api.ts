@@ -21,9 +21,9 @@ export interface RegistryApiDeps {
   lists: ListCache;
 }
 
-/** What a handler reports for the access log. */
+/** What a handler reports for the access log (`denied`: refused by the upstream's repository filter). */
 export interface Served {
-  outcome?: CacheOutcome | undefined;
+  outcome?: CacheOutcome | 'denied' | undefined;
 }
 
 /** A request as the handlers see it. */

@@ -13,7 +13,7 @@ export class Metrics {
 
   readonly requests = new Counter({
     name: 'regmirror_requests_total',
-    help: 'Registry API requests answered, by upstream, kind, cache outcome and HTTP status',
+    help: 'Registry API requests answered, by upstream, kind, cache outcome (or denied: refused by a repository filter) and HTTP status',
     labelNames: ['upstream', 'kind', 'outcome', 'status'] as const,
     registers: [this.registry],
   });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { RegistryError } from '../oci/errors.js';
-import { Router } from './router.js';
+import { RepositoryFilter } from './repository-filter.js';
+import { RepositoryDenied, Router } from './router.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 const router = new Router(
@@ -91,5 +92,37 @@ describe('Router', () => {
     expect(codeOf(() => router.route({ path: `/v2/org/img/blobs/md5:${'a'.repeat(32)}`, ns: 'ghcr.io' }))).toBe('DIGEST_INVALID');
     expect(codeOf(() => router.route({ path: '/v2/org/img/blobs/latest', ns: 'ghcr.io' }))).toBe('DIGEST_INVALID');
     expect(codeOf(() => router.route({ path: '/etc/passwd' }))).toBe('NAME_UNKNOWN');
+  });
+
+  it('refuses a repository its upstream\'s filter refuses, however the request was routed, with the route it had', () => {
+    const filtered = new Router(
+      [
+        { name: 'docker.io', hosts: ['hub-mirror.local'], dockerHubNames: true, repositories: RepositoryFilter.compile({ allow: ['library/*'], deny: ['library/evil'] }) },
+        { name: 'ghcr.io', hosts: [], dockerHubNames: false, repositories: RepositoryFilter.compile({ allow: ['org/**'] }) },
+      ],
+      'docker.io',
+    );
+    const denied = (req: Parameters<Router['route']>[0]): unknown => {
+      try {
+        return filtered.route(req);
+      } catch (err) {
+        expect(err).toBeInstanceOf(RepositoryDenied);
+        expect([(err as RegistryError).code, (err as RegistryError).status]).toEqual(['DENIED', 403]);
+        return { denied: (err as RepositoryDenied).route };
+      }
+    };
+    // Docker Hub naming first: `evil` is library/evil, `alpine` library/alpine.
+    expect(denied({ path: '/v2/evil/manifests/1', ns: 'docker.io' })).toEqual({ denied: { kind: 'manifest', upstream: 'docker.io', routedBy: 'ns', repository: 'library/evil', reference: '1' } });
+    expect(denied({ path: '/v2/alpine/manifests/1', ns: 'docker.io' })).toMatchObject({ kind: 'manifest', repository: 'library/alpine' });
+    expect(denied({ path: `/v2/docker.io/library/evil/blobs/${DIGEST}` })).toMatchObject({ denied: { kind: 'blob', routedBy: 'path' } });
+    expect(denied({ path: '/docker.io/v2/bitnami/redis/tags/list' })).toMatchObject({ denied: { kind: 'tags', routedBy: 'path', repository: 'bitnami/redis' } });
+    expect(denied({ path: `/v2/evil/referrers/${DIGEST}`, host: 'hub-mirror.local' })).toMatchObject({ denied: { kind: 'referrers', routedBy: 'host' } });
+    expect(denied({ path: '/v2/evil/blobs/uploads/', listenerUpstream: 'docker.io' })).toMatchObject({ denied: { kind: 'upload', routedBy: 'listener' } });
+    expect(denied({ path: '/v2/library/evil/manifests/1' })).toMatchObject({ denied: { routedBy: 'default' } });
+    expect(denied({ path: '/v2/ghcr.io/org/team/app/manifests/v1' })).toMatchObject({ kind: 'manifest', repository: 'org/team/app' });
+    expect(denied({ path: '/v2/ghcr.io/other/app/manifests/v1' })).toMatchObject({ denied: { upstream: 'ghcr.io', repository: 'other/app' } });
+    // Requests that name no repository are not filtered; bad input is still bad input.
+    expect(denied({ path: '/v2/', ns: 'ghcr.io' })).toEqual({ kind: 'base', upstream: 'ghcr.io', routedBy: 'ns' });
+    expect(codeOf(() => filtered.route({ path: '/v2/evil/manifests/-bad', ns: 'docker.io' }))).toBe('TAG_INVALID');
   });
 });

@@ -2,10 +2,12 @@
  * Decides which upstream and repository a request means. The order is fixed: containerd's `?ns=`,
  * then a registry-host path prefix, then the listener's own upstream, then the Host header, then the
  * configured default. Every name is a lookup key into the configured upstreams, never a host to dial.
+ * A repository that its upstream's filter refuses is refused here, however the request was routed.
  */
 import { parseDigest, type Digest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { isValidRepositoryName, isValidTag, looksLikeRegistryHost } from '../oci/reference.js';
+import type { RepositoryFilter } from './repository-filter.js';
 
 /** How a request found its upstream (also reported in access logs). */
 export type RoutedBy = 'ns' | 'path' | 'listener' | 'host' | 'default';
@@ -40,6 +42,15 @@ export interface RouteTarget {
   hosts: readonly string[];
   /** Docker Hub's rule: a single-component name lives under `library/`. */
   dockerHubNames: boolean;
+  /** The repositories it may be pulled for (`upstreams.<name>.repositories`); all when absent. */
+  repositories?: RepositoryFilter | undefined;
+}
+
+/** A request for a repository its upstream's filter refuses; it carries the route, for the access log. */
+export class RepositoryDenied extends RegistryError {
+  constructor(readonly route: Extract<RoutedRequest, { repository: string }>) {
+    super('DENIED', `repository "${route.repository}" of ${route.upstream} is not allowed on this mirror`, { registry: route.upstream, repository: route.repository });
+  }
 }
 
 const API_PATH = /^(.+)\/(manifests|blobs|referrers)\/([^/]+)$/;
@@ -89,16 +100,10 @@ export class Router {
     if (name === undefined) throw new RegistryError('NAME_UNKNOWN', 'not a registry API path', { path: req.path.slice(0, 256) });
 
     const { target, routedBy, repository } = this.resolveName(name, req, prefixTarget);
-    const base = { upstream: target.name, routedBy, repository };
-    if (upload) return { kind: 'upload', ...base };
-    if (tags) return { kind: 'tags', ...base };
-    const [, , what, reference] = call as unknown as [string, string, string, string];
-    if (what === 'manifests') {
-      if (reference.includes(':')) return { kind: 'manifest', ...base, reference, digest: requireDigest(reference) };
-      if (!isValidTag(reference)) throw new RegistryError('TAG_INVALID', 'invalid tag', { tag: reference.slice(0, 256) });
-      return { kind: 'manifest', ...base, reference };
-    }
-    return { kind: what === 'blobs' ? 'blob' : 'referrers', ...base, digest: requireDigest(reference) };
+    const routed = repositoryRequest({ upstream: target.name, routedBy, repository }, upload !== null, tags !== null, call);
+    // Refused here, before any cache or upstream sees the request: cached content is refused too.
+    if (target.repositories !== undefined && !target.repositories.admits(repository)) throw new RepositoryDenied(routed);
+    return routed;
   }
 
   /**
@@ -176,6 +181,19 @@ export class Router {
 
 function notMirrored(registry: string, how: RoutedBy): RegistryError {
   return new RegistryError('NAME_UNKNOWN', `registry "${registry.slice(0, 255)}" is not mirrored here`, { registry: registry.slice(0, 255), routedBy: how });
+}
+
+/** The request for one repository that an API path names (its tag or digest checked). */
+function repositoryRequest(base: { upstream: string; routedBy: RoutedBy; repository: string }, upload: boolean, tags: boolean, call: RegExpExecArray | null): Extract<RoutedRequest, { repository: string }> {
+  if (upload) return { kind: 'upload', ...base };
+  if (tags) return { kind: 'tags', ...base };
+  const [, , what, reference] = call as unknown as [string, string, string, string];
+  if (what === 'manifests') {
+    if (reference.includes(':')) return { kind: 'manifest', ...base, reference, digest: requireDigest(reference) };
+    if (!isValidTag(reference)) throw new RegistryError('TAG_INVALID', 'invalid tag', { tag: reference.slice(0, 256) });
+    return { kind: 'manifest', ...base, reference };
+  }
+  return { kind: what === 'blobs' ? 'blob' : 'referrers', ...base, digest: requireDigest(reference) };
 }
 
 function requireDigest(value: string): Digest {
