@@ -18,6 +18,7 @@ import { listen, type OpenListener } from './http/server.js';
 import { MetadataStore } from './metadata/records.js';
 import { CacheLifecycle, type FleetEviction } from './lifecycle/lifecycle.js';
 import { Metrics, type FleetMetrics } from './metrics/metrics.js';
+import { RepositoryFilter } from './routing/repository-filter.js';
 import { Router } from './routing/router.js';
 import type { OpenProxy } from './proxy/open.js';
 import { readStartupInputs, type StartupInputs } from './startup-inputs.js';
@@ -129,7 +130,7 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     const lists = new ListCache(storage, upstream, config.cache.serveStaleOnError);
 
     const router = new Router(
-      Object.entries(config.upstreams).map(([name, u]) => ({ name, hosts: u.hosts, dockerHubNames: u.dockerHubNames ?? false })),
+      Object.entries(config.upstreams).map(([name, u]) => ({ name, hosts: u.hosts, dockerHubNames: u.dockerHubNames ?? false, repositories: RepositoryFilter.compile(u.repositories) })),
       config.routing.defaultUpstream,
     );
     const api = new RegistryApi({ blobs, manifests, lists });

@@ -79,6 +79,42 @@ describe('configuration', () => {
     expect(errorOf(() => parseConfig({ ...minimal, routing: { defaultUpstream: 5 } }))).toBe('config error at routing.defaultUpstream: Invalid input: expected string, received number');
   });
 
+  it('checks repository patterns, naming the key of each bad one', () => {
+    const withRules = (name: string, repositories: unknown, extra: object = {}): unknown => ({ version: 1, upstreams: { [name]: { url: 'https://registry.example', ...extra, repositories } } });
+    const ok = parseConfig(withRules('docker.io', { allow: ['library/*', 'bitnami/**', '**/base-*'], deny: ['library/evil'] }));
+    expect(ok.upstreams['docker.io']!.repositories).toEqual({ allow: ['library/*', 'bitnami/**', '**/base-*'], deny: ['library/evil'] });
+    expect(parseConfig(withRules('ghcr.io', { deny: [] })).upstreams['ghcr.io']!.repositories).toEqual({ deny: [] });
+    expect(errorOf(() => parseConfig(withRules('ghcr.io', { allow: ['Org/*', 'org//app', '/org', 'org/a**', 'org/app:v1'], deny: ['ok/*', 'x?'] }))).split('\n')).toEqual([
+      'config error at upstreams["ghcr.io"].repositories.allow[0]: "Org/*" may hold only lower-case letters, digits, ".", "_", "-", "/" and the wildcards * and ** (repository names are lower-case)',
+      'config error at upstreams["ghcr.io"].repositories.allow[1]: "org//app" has an empty path segment (a leading, trailing or double "/")',
+      'config error at upstreams["ghcr.io"].repositories.allow[2]: "/org" has an empty path segment (a leading, trailing or double "/")',
+      'config error at upstreams["ghcr.io"].repositories.allow[3]: "org/a**" has ** inside a segment: ** stands for whole segments (org/**, **/app); * matches within one',
+      'config error at upstreams["ghcr.io"].repositories.allow[4]: "org/app:v1" may hold only lower-case letters, digits, ".", "_", "-", "/" and the wildcards * and ** (repository names are lower-case)',
+      'config error at upstreams["ghcr.io"].repositories.deny[1]: "x?" may hold only lower-case letters, digits, ".", "_", "-", "/" and the wildcards * and ** (repository names are lower-case)',
+    ]);
+    expect(errorOf(() => parseConfig(withRules('ghcr.io', { allow: [] })))).toBe('config error at upstreams["ghcr.io"].repositories.allow: an empty allow list would refuse every repository: leave allow out to allow all (or remove the upstream)');
+    expect(errorOf(() => parseConfig(withRules('ghcr.io', { allowed: ['org/*'] })))).toBe('config error at upstreams["ghcr.io"].repositories: unknown key "allowed"');
+    expect(errorOf(() => parseConfig(withRules('ghcr.io', { allow: 'org/*' })))).toBe('config error at upstreams["ghcr.io"].repositories.allow: Invalid input: expected array, received string');
+  });
+
+  it('refuses patterns that can never match: with the registry in front, or one segment on Docker Hub', () => {
+    expect(errorOf(() => parseConfig({
+      version: 1,
+      upstreams: {
+        'docker.io': { url: 'https://registry-1.docker.io', hosts: ['index.docker.io'], repositories: { allow: ['alpine', '**', 'index.docker.io/library/*'], deny: ['*'] } },
+        'ghcr.io': { url: 'https://ghcr.io', repositories: { allow: ['tool', 'ghcr.io/org/*', 'ghcr.io.mirror/app'] } },
+        'hub.example': { url: 'https://hub.example', dockerHubNames: true, repositories: { allow: ['Bad', 'nginx'] } },
+      },
+    })).split('\n')).toEqual([
+      'config error at upstreams["hub.example"].repositories.allow[0]: "Bad" may hold only lower-case letters, digits, ".", "_", "-", "/" and the wildcards * and ** (repository names are lower-case)',
+      'config error at upstreams["docker.io"].repositories.allow[0]: "alpine" never matches: Docker Hub names have a namespace: library/alpine for alpine',
+      'config error at upstreams["docker.io"].repositories.allow[2]: "index.docker.io/library/*" never matches: patterns name the repository without its registry (library/*)',
+      'config error at upstreams["docker.io"].repositories.deny[0]: "*" never matches: Docker Hub names have a namespace: library/* for official images, ** for every repository',
+      'config error at upstreams["ghcr.io"].repositories.allow[1]: "ghcr.io/org/*" never matches: patterns name the repository without its registry (org/*)',
+      'config error at upstreams["hub.example"].repositories.allow[1]: "nginx" never matches: Docker Hub names have a namespace: library/nginx for nginx',
+    ]);
+  });
+
   it('reports unreadable files and bad YAML in one line', () => {
     expect(errorOf(() => loadConfig('/nonexistent/regmirror.yaml'))).toMatch(/^cannot read config file \/nonexistent\/regmirror.yaml: /);
     const dir = mkdtempSync(join(tmpdir(), 'regmirror-config-'));

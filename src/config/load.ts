@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from './error.js';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, usesDockerHubNames, type Config } from './schema.js';
 
 /** Defined apart, so that credentials.ts can throw it without loading this module's parser and schema. */
 export { ConfigError };
@@ -45,7 +45,7 @@ export function parseConfig(raw: unknown): Readonly<Config> {
   if (!result.success) throw new ConfigError(formatIssues(result.error.issues));
   const config = result.data;
   for (const [name, upstream] of Object.entries(config.upstreams)) {
-    upstream.dockerHubNames ??= name === 'docker.io';
+    upstream.dockerHubNames = usesDockerHubNames(name, upstream);
     moveUserInfoToCredentials(upstream);
   }
   return deepFreeze(config);

@@ -56,6 +56,31 @@ const credentials = z
   })
   .strict();
 
+/**
+ * A repository pattern (`upstreams.<name>.repositories`): a repository name whose segments may hold
+ * `*` (within the segment) or be `**` (any number of segments); routing/repository-filter.ts matches them.
+ */
+const repositoryPattern = z.string().superRefine((pattern, ctx) => {
+  const problem = repositoryPatternProblem(pattern);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `"${pattern}" ${problem}` });
+});
+
+/** What is wrong with a repository pattern, if anything. */
+function repositoryPatternProblem(pattern: string): string | undefined {
+  if (/[^a-z0-9._*/-]/.test(pattern)) return 'may hold only lower-case letters, digits, ".", "_", "-", "/" and the wildcards * and ** (repository names are lower-case)';
+  const segments = pattern.split('/');
+  if (segments.includes('')) return 'has an empty path segment (a leading, trailing or double "/")';
+  if (segments.some((segment) => segment.includes('**') && segment !== '**')) return 'has ** inside a segment: ** stands for whole segments (org/**, **/app); * matches within one';
+  return undefined;
+}
+
+const repositories = z
+  .object({
+    allow: z.array(repositoryPattern).min(1, 'an empty allow list would refuse every repository: leave allow out to allow all (or remove the upstream)').optional(),
+    deny: z.array(repositoryPattern).optional(),
+  })
+  .strict();
+
 const upstream = z
   .object({
     url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
@@ -68,6 +93,7 @@ const upstream = z
       .strict()
       .prefault({}),
     retries: z.number().int().min(0).max(10).default(2),
+    repositories: repositories.optional(),
   })
   .strict();
 
@@ -237,6 +263,16 @@ export const configSchema = z
     }
   }, reading(['upstreams']))
   .superRefine((config, ctx) => {
+    for (const [name, u] of Object.entries(config.upstreams)) {
+      for (const list of ['allow', 'deny'] as const) {
+        u.repositories?.[list]?.forEach((pattern, i) => {
+          const problem = typeof pattern === 'string' && repositoryPatternProblem(pattern) === undefined ? neverMatches(pattern, name, u) : undefined;
+          if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['upstreams', name, 'repositories', list, i], message: `"${pattern}" never matches: ${problem}` });
+        });
+      }
+    }
+  }, reading(['upstreams', '*', 'hosts'], ['upstreams', '*', 'dockerHubNames'], ['upstreams', '*', 'repositories', 'allow'], ['upstreams', '*', 'repositories', 'deny']))
+  .superRefine((config, ctx) => {
     config.listeners.forEach((l, i) => {
       if (l.upstream !== undefined && !Object.hasOwn(config.upstreams, l.upstream)) {
         ctx.addIssue({ code: 'custom', path: ['listeners', i, 'upstream'], message: `no upstream named "${l.upstream}"` });
@@ -268,6 +304,24 @@ export const configSchema = z
 function reading(...paths: readonly string[][]): { when: (payload: z.core.ParsePayload) => boolean } {
   const holds = (at: readonly PropertyKey[], read: readonly string[]): boolean => at.length <= read.length && at.every((key, i) => read[i] === '*' || read[i] === key);
   return { when: ({ issues }) => !issues.some((issue) => issue.continue !== true && paths.some((read) => holds(issue.path ?? [], read))) };
+}
+
+/**
+ * Why a well-formed pattern can match no repository of upstream `name`: it starts with the
+ * registry's name (patterns match the repository on the upstream), or it is one segment on an
+ * upstream with Docker Hub names (every name there has two, `alpine` being `library/alpine`).
+ */
+function neverMatches(pattern: string, name: string, u: { hosts: readonly string[]; dockerHubNames?: boolean | undefined }): string | undefined {
+  const slash = pattern.indexOf('/');
+  const first = pattern.slice(0, slash);
+  if (slash !== -1 && [name, ...u.hosts].some((host) => host.toLowerCase() === first)) return `patterns name the repository without its registry (${pattern.slice(slash + 1)})`;
+  if (slash === -1 && pattern !== '**' && usesDockerHubNames(name, u)) return `Docker Hub names have a namespace: library/${pattern}${pattern.includes('*') ? ' for official images, ** for every repository' : ` for ${pattern}`}`;
+  return undefined;
+}
+
+/** Whether an upstream applies Docker Hub's naming rule: as configured, by default for docker.io only. */
+export function usesDockerHubNames(name: string, u: { dockerHubNames?: boolean | undefined }): boolean {
+  return u.dockerHubNames ?? name === 'docker.io';
 }
 
 function portOf(address: string): string {

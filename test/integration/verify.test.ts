@@ -95,6 +95,18 @@ describe('regmirror verify', () => {
     expect([status, stdout, stderr]).toEqual([0, `${file}: OK\n`, '']);
   });
 
+  it('reports bad repository patterns like the other problems of the file', () => {
+    const { status, stdout, stderr } = verify('patterns', {
+      version: 1,
+      upstreams: { 'docker.io': { url: 'https://registry-1.docker.io', repositories: { allow: ['library/*', 'nginx'], deny: ['Library/evil'] } } },
+    });
+    expect(stderr.trimEnd().split('\n')).toEqual([
+      'config error at upstreams["docker.io"].repositories.deny[0]: "Library/evil" may hold only lower-case letters, digits, ".", "_", "-", "/" and the wildcards * and ** (repository names are lower-case)',
+      'config error at upstreams["docker.io"].repositories.allow[1]: "nginx" never matches: Docker Hub names have a namespace: library/nginx for nginx',
+    ]);
+    expect([status, stdout]).toEqual([2, '']);
+  });
+
   it('shows what serve would warn about at start, without failing', () => {
     const htpasswd = join(dir, 'md5.htpasswd');
     writeFileSync(htpasswd, 'alice:$apr1$salt$hash\n'); // not bcrypt: serve skips it, and alice can never log in
