@@ -38,7 +38,7 @@ export interface Ranking {
   removeUnchanged(rows: readonly RankedRow[]): RankedRow[] | Promise<RankedRow[]>;
   /** The content of rows forgotten is now deleted from storage. */
   deleted?(rows: readonly RankedRow[]): Promise<void>;
-  /** Counts again rows forgotten whose content was not deleted after all (a ranking without it, like the fleet's, recovers them by other means). */
+  /** Counts again rows forgotten whose content was not deleted after all. */
   restore?(rows: readonly RankedRow[]): void | Promise<void>;
 }
 
@@ -62,6 +62,12 @@ export interface EvictionPass {
   spareAfter?: number | undefined;
   /** Choose, but delete nothing. */
   dryRun?: boolean | undefined;
+  /**
+   * Between forgetting content and deleting it: resolves with the rows still to delete. A fleet's
+   * evictor waits there for other replicas to rescue what they used (lifecycle/fleet.ts); a pass
+   * with it forgets page by page, then waits once for all.
+   */
+  settle?: (<T extends RankedRow>(rows: readonly T[]) => Promise<T[]>) | undefined;
 }
 
 const PAGE = 256;
@@ -82,6 +88,7 @@ export async function evict(ranking: Ranking, storage: StorageDriver, pass: Evic
   if (!overSize && policy.maxAge === undefined) return [];
 
   const victims: Victim[] = [];
+  const forgotten: Victim[] = [];
   for await (const rows of pages(ranking)) {
     const chosen: Victim[] = [];
     let done = false;
@@ -95,9 +102,12 @@ export async function evict(ranking: Ranking, storage: StorageDriver, pass: Evic
       chosen.push({ ...row, reason });
       projected -= row.size;
     }
-    victims.push(...(pass.dryRun ? chosen : await removeContent(ranking, storage, chosen, pass)));
+    if (pass.dryRun) victims.push(...chosen);
+    else if (pass.settle) forgotten.push(...(await forget(ranking, chosen, pass)));
+    else victims.push(...(await removeContent(ranking, storage, chosen, pass)));
     if (done) break;
   }
+  if (forgotten.length > 0) victims.push(...(await deleteForgotten(ranking, storage, forgotten, pass)));
   return victims;
 }
 
@@ -116,12 +126,24 @@ export async function* pages(ranking: Pick<Ranking, 'oldest'>, size = PAGE): Asy
  * went. Objects that cannot be deleted are counted again, and the call fails with why. Eviction's
  * path, and gc's for orphans, so the ranking's totals (a fleet's too) follow every delete.
  */
-export async function removeContent<T extends RankedRow>(ranking: Ranking, storage: StorageDriver, chosen: readonly T[], guard: Pick<EvictionPass, 'keep' | 'reserve'> = {}): Promise<T[]> {
+export async function removeContent<T extends RankedRow>(ranking: Ranking, storage: StorageDriver, chosen: readonly T[], guard: Guard = {}): Promise<T[]> {
+  return deleteForgotten(ranking, storage, await forget(ranking, chosen, guard), guard);
+}
+
+type Guard = Pick<EvictionPass, 'keep' | 'reserve' | 'settle'>;
+
+/** Removes the rows of `chosen` not in use and not accessed since they were read; returns those removed. */
+async function forget<T extends RankedRow>(ranking: Ranking, chosen: readonly T[], guard: Guard): Promise<T[]> {
   // Checked again right before: a request may have started reading one while the page was chosen.
   const still = chosen.filter((v) => !guard.keep?.(v));
   const removed = new Set((await ranking.removeUnchanged(still)).map((r) => r.digest));
-  const unchanged = still.filter((v) => removed.has(v.digest));
-  // Reserved only now, after the rows' removal (a Redis round trip on a fleet): content that came
+  return still.filter((v) => removed.has(v.digest));
+}
+
+/** Deletes the objects of rows removed (those `settle` leaves), counting again those that stay; returns those deleted. */
+async function deleteForgotten<T extends RankedRow>(ranking: Ranking, storage: StorageDriver, forgotten: readonly T[], guard: Guard): Promise<T[]> {
+  const unchanged = guard.settle && forgotten.length > 0 ? await guard.settle(forgotten) : forgotten;
+  // Reserved only now, after the rows' removal (and on a fleet the wait): content that came
   // into use meanwhile (a redirect signed) stays, counted again; the rest stays unused until deleted.
   const releases: ((() => void) | undefined)[] = [];
   let gone: T[];
