@@ -242,7 +242,7 @@ describe('FleetAccess', () => {
     expect((await a.oldest({ digest: 'sha256:bb' as never, accessedAt: 20 }, 1)).map((r) => r.digest)).toEqual(['sha256:cc']);
   });
 
-  it('removes only content not accessed since it was chosen, and tells every replica what went', async () => {
+  it('parks only content not accessed since it was chosen, and tells every replica what is being deleted, then what went', async () => {
     const [a, b] = fleet(2) as [FleetAccess, FleetAccess];
     await a.seed((async function* () {})());
     a.note(stored([['sha256:aa', 100, 10], ['sha256:bb', 200, 20]]));
@@ -254,22 +254,66 @@ describe('FleetAccess', () => {
     const removed = await a.removeUnchanged(chosen);
     expect(removed.map((r) => r.digest)).toEqual(['sha256:aa']);
     expect(await a.removeUnchanged(chosen)).toEqual([]); // a second evictor changes nothing
-    const seen = await b.sync();
-    expect(seen).toMatchObject({ usage: { bytes: 200, objects: 1 }, evicted: ['sha256:aa'], resync: false });
+    expect(await b.sync()).toMatchObject({ usage: { bytes: 200, objects: 1 }, evictions: { evicting: ['sha256:aa'], all: false, kept: [], evicted: [] }, pending: 1, resync: false });
+
+    expect(await a.claim(['sha256:aa', 'sha256:bb'])).toEqual(['sha256:aa']); // bb was never parked
+    expect(await a.claim(['sha256:aa'])).toEqual([]); // claimed once
+    expect((await b.sync()).evictions.evicting).toEqual([]); // no news: still being deleted
+    await a.deleted(removed);
+    expect(await b.sync()).toMatchObject({ usage: { bytes: 200, objects: 1 }, evictions: { evicting: [], kept: [], evicted: ['sha256:aa'] }, pending: 0 });
   });
 
-  it('counts again what an evictor forgot but did not delete (it died in between), once another evicts', async () => {
+  it('rescues parked content that a replica\'s sync accessed or stored again, counted once, until it is claimed', async () => {
+    const [a, b, c] = fleet(3) as [FleetAccess, FleetAccess, FleetAccess];
+    await a.seed((async function* () {})());
+    a.note(stored([['sha256:aa', 100, 10], ['sha256:bb', 200, 20], ['sha256:cc', 300, 30], ['sha256:dd', 400, 40]]));
+    await a.sync();
+    await b.sync();
+    const parked = await a.removeUnchanged(await a.oldest(undefined, 4));
+    expect((await b.sync()).usage).toEqual({ bytes: 0, objects: 0 });
+
+    b.note(accessed([['sha256:aa', 70], ['sha256:zz', 70]])); // a use of aa, as a transfer or a URL signed records it; zz is unknown
+    b.note(stored([['sha256:bb', 200, 71]])); // bb stored again (a download that raced the eviction)
+    const rescue = await b.sync();
+    expect(rescue).toMatchObject({ usage: { bytes: 300, objects: 2 }, evictions: { evicting: [], kept: ['sha256:aa', 'sha256:bb'], evicted: [] }, pending: 2 });
+    b.note(accessed([['sha256:aa', 72]]));
+    b.note(stored([['sha256:bb', 200, 73]]));
+    expect((await b.sync()).usage).toEqual({ bytes: 300, objects: 2 }); // never counted twice
+    expect((await a.oldest(undefined, 10)).map((r) => [r.digest, r.accessedAt])).toEqual([['sha256:aa', 72], ['sha256:bb', 73]]);
+
+    expect(await a.claim(parked.map((r) => r.digest))).toEqual(['sha256:cc', 'sha256:dd']);
+    b.note(accessed([['sha256:cc', 80]])); // too late: claimed, its delete is under way
+    expect((await b.sync()).usage).toEqual({ bytes: 300, objects: 2 });
+    // A replica's first sync names all content being deleted, not what changed since.
+    expect((await c.sync()).evictions).toEqual({ evicting: ['sha256:cc', 'sha256:dd'], all: true, kept: [], evicted: [] });
+
+    await a.restore([parked[3]!]); // dd stayed after all (its delete failed)
+    await a.deleted([parked[2]!]);
+    expect(await b.sync()).toMatchObject({ usage: { bytes: 700, objects: 3 }, evictions: { evicting: [], kept: ['sha256:dd'], evicted: ['sha256:cc'] }, pending: 0 });
+  });
+
+  it('counts again what an evictor parked or claimed but did not delete (it died in between), once it is stale', async () => {
     const [a, b] = fleet(2) as [FleetAccess, FleetAccess];
     await a.seed((async function* () {})());
-    a.note(stored([['sha256:aa', 100, 10], ['sha256:bb', 200, 20], ['sha256:cc', 300, 30]]));
+    a.note(stored([['sha256:aa', 100, 10], ['sha256:bb', 200, 20], ['sha256:cc', 300, 30], ['sha256:dd', 400, 40]]));
     await a.sync();
-    const [first, second, third] = await a.removeUnchanged(await a.oldest(undefined, 3));
-    await a.deleted([first!]); // aa deleted; a dies before deleting bb and cc, and cc is gone anyway
+    await b.sync();
+    const [first, second, third] = await a.removeUnchanged(await a.oldest(undefined, 4));
+    await a.claim([first!.digest, second!.digest, third!.digest]);
+    await a.deleted([first!]); // aa deleted; a dies before deleting bb and cc (cc is gone anyway), and dd is still parked
     expect((await b.sync()).usage).toEqual({ bytes: 0, objects: 0 });
-    expect(await b.recover(async (digest) => (digest === second!.digest ? 200 : undefined))).toBe(1);
-    expect((await b.sync()).usage).toEqual({ bytes: 200, objects: 1 });
-    expect(await b.recover(async () => 1)).toBe(0);
-    expect(third?.digest).toBe('sha256:cc');
+    const inStorage = async (digest: string): Promise<number | undefined> => ({ 'sha256:bb': 200, 'sha256:dd': 400 } as Record<string, number>)[digest];
+    expect(await b.recover(inStorage, 60_000)).toBe(0); // maybe a live evictor's, waiting or deleting
+    await sleep(50);
+    expect(await b.recover(inStorage, 50)).toBe(2);
+    expect(await b.sync()).toMatchObject({ usage: { bytes: 600, objects: 2 }, evictions: { kept: ['sha256:bb', 'sha256:dd'], evicted: ['sha256:cc'] }, pending: 0 });
+    expect(await b.recover(async () => 1, 0)).toBe(0);
+
+    // Left by a version that deleted at once (a set of digests): counted again whatever their age.
+    const prefix = `f${prefixes - 1}:`;
+    await redis.sadd(`${prefix}fleet:deleting`, 'sha256:ee', 'sha256:ff');
+    expect(await b.recover(async (digest) => (digest === 'sha256:ee' ? 50 : undefined), 60_000)).toBe(1);
+    expect([(await b.sync()).usage, await redis.exists(`${prefix}fleet:deleting`)]).toEqual([{ bytes: 650, objects: 3 }, 0]);
   });
 
   it('is incomplete until seeded, and a replica that saw another generation (Redis lost its data) resyncs', async () => {
@@ -336,8 +380,12 @@ describe('FleetAccess', () => {
 });
 
 const GRACE_MS = 1_000;
+/** Shortened for the tests: the replicas here sync when told, not every second. */
+const RESCUE_WAIT_MS = 300;
 /** Three objects of 100 bytes are over it; evicting the oldest brings them under the low water (225). */
 const OVER_BY_ONE = { maxSize: 250, lowWater: 0.9 };
+/** Evicting the two oldest of three brings them under the low water (135). */
+const OVER_BY_TWO = { maxSize: 150, lowWater: 0.9 };
 
 /** Stores a, b and c (100 bytes each, linked), in that order, and tells `stored` of each at the clock's time. */
 async function storeThree(storage: FilesystemDriver, clock: { t: number }, stored: (digest: Digest) => void): Promise<Digest[]> {
@@ -354,7 +402,7 @@ async function storeThree(storage: FilesystemDriver, clock: { t: number }, store
 }
 
 /** gc on a cache folder of a, b and c, accessed long ago, that judges the limits by `record`. */
-async function gcOnAFleet(record: FleetAccess): Promise<{ gc: (dryRun: boolean) => Promise<GcReport>; digests: Digest[]; index: AccessIndex }> {
+async function gcOnAFleet(record: FleetAccess, policy = OVER_BY_ONE): Promise<{ gc: (dryRun: boolean) => Promise<GcReport>; digests: Digest[]; index: AccessIndex; storage: FilesystemDriver }> {
   const dir = await mkdtemp(join(tmpdir(), 'regmirror-fleet-gc-'));
   const storage = new FilesystemDriver(dir);
   await storage.init();
@@ -363,9 +411,9 @@ async function gcOnAFleet(record: FleetAccess): Promise<{ gc: (dryRun: boolean) 
   const digests = await storeThree(storage, clock, (digest) => index.stored(digest, 100));
   index.flush();
   const gc = (dryRun: boolean): Promise<GcReport> => collectGarbage({
-    dataDir: dir, storage, index, policy: OVER_BY_ONE, serverRunning: false, graceMs: 600_000, dryRun, fleet: { record, graceMs: GRACE_MS },
+    dataDir: dir, storage, index, policy, serverRunning: false, graceMs: 600_000, dryRun, fleet: { record, graceMs: GRACE_MS, rescueWaitMs: RESCUE_WAIT_MS },
   });
-  return { gc, digests, index };
+  return { gc, digests, index, storage };
 }
 
 const JUST_FILLED = /^the fleet access record was just filled from storage/;
@@ -400,11 +448,35 @@ describe('the fleet evictor\'s pass', () => {
     // An evictor that died mid-pass: it took a out of the record's totals, and never deleted it.
     expect((await dead.removeUnchanged(await dead.oldest(undefined, 1))).map((r) => r.digest)).toEqual([digests[0]]);
     expect((await dead.sync()).usage).toEqual({ bytes: 200, objects: 2 }); // under the limit, as the record stands
+    await sleep(RESCUE_WAIT_MS); // younger, it could be a live pass's, still waiting
 
     const run = await gc(false);
     // a, counted again as just accessed, puts the fleet over the limit: b, the oldest now, goes.
     expect(run.removals.map((r) => [r.kind, r.what])).toEqual([['evicted', digests[1]]]);
     expect((await dead.sync()).usage).toEqual({ bytes: 200, objects: 2 });
+    index.close();
+  });
+
+  it('in gc: deletes what nobody used once the wait is over, and leaves what another replica used meanwhile', async () => {
+    const [record, other] = fleet(2) as [FleetAccess, FleetAccess];
+    const parked = `f${prefixes - 1}:fleet:parked`;
+    const { gc, digests, index, storage } = await gcOnAFleet(record, OVER_BY_TWO);
+    await gc(false); // fills the record
+    await sleep(GRACE_MS);
+    await other.sync();
+
+    const started = Date.now();
+    const running = gc(false);
+    while ((await redis.hlen(parked)) < 2) await sleep(5); // a and b forgotten, not deleted yet
+    expect(await storage.stat(blobKey(digests[0]!))).toEqual({ size: 100 });
+    other.note(accessed([[digests[0]!, Date.now()]])); // another replica serves a: its next sync rescues it
+    expect((await other.sync()).usage).toEqual({ bytes: 200, objects: 2 });
+
+    const run = await running;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(RESCUE_WAIT_MS);
+    expect(run.removals.map((r) => [r.kind, r.what])).toEqual([['evicted', digests[1]]]);
+    expect([await storage.stat(blobKey(digests[0]!)), await storage.stat(blobKey(digests[1]!))]).toEqual([{ size: 100 }, undefined]);
+    expect(await other.sync()).toMatchObject({ usage: { bytes: 200, objects: 2 }, evictions: { evicting: [], evicted: [digests[1]] }, pending: 0 });
     index.close();
   });
 
@@ -416,7 +488,7 @@ describe('the fleet evictor\'s pass', () => {
     const clock = { t: 1_000 };
     const evicted: number[] = [];
     const lifecycle = await CacheLifecycle.open({
-      dataDir: dir, storage, policy: OVER_BY_ONE, logger, flushIntervalMs: 20, fleet: { record, graceMs: GRACE_MS },
+      dataDir: dir, storage, policy: OVER_BY_ONE, logger, flushIntervalMs: 20, fleet: { record, graceMs: GRACE_MS, rescueWaitMs: RESCUE_WAIT_MS },
       onEvicted: (_reason, objects) => evicted.push(objects), now: () => clock.t,
     });
     const digests = await storeThree(storage, clock, (digest) => lifecycle.use.stored(digest, 100));

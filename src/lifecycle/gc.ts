@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import type { StorageDriver } from '../storage/driver.js';
 import type { AccessIndex, ContentRow } from './access-index.js';
 import { evict, hasLimits, removeContent, type EvictionPass, type EvictionPolicy, type RankedRow, type Victim } from './eviction.js';
-import { evictByFleet, type FleetState } from './fleet.js';
+import { afterRescueWait, evictByFleet, type FleetState } from './fleet.js';
 import type { FleetEviction } from './lifecycle.js';
 import { reconcile } from './reconcile.js';
 
@@ -51,7 +51,7 @@ export interface GcReport {
 }
 
 /** The fleet-wide access record and its grace, for gc on a replica that shares its bucket. */
-export type GcFleet = Pick<FleetEviction, 'record' | 'graceMs'>;
+export type GcFleet = Pick<FleetEviction, 'record' | 'graceMs' | 'rescueWaitMs'>;
 
 /** What gc works on. */
 export interface GcOptions {
@@ -116,20 +116,23 @@ export async function collectGarbage(options: GcOptions): Promise<GcReport> {
 /**
  * Deletes orphans the way eviction deletes content. On a fleet, those the fleet record counts leave
  * it as evicted content does (its totals drop; every replica drops their index rows), unless any
- * replica used them within the grace; the rest (a record not filled yet) go by the index alone.
+ * replica used them within the grace; those the evictor is deleting are its own; the rest (a record
+ * not filled yet) go by the index alone.
  */
 async function removeOrphans(orphans: ContentRow[], { index, storage, fleet }: GcOptions, within: (at: number) => boolean): Promise<{ removed: RankedRow[]; left?: string }> {
   if (!fleet) return { removed: await removeContent(index, storage, orphans) };
   let counted: RankedRow[];
+  let evicting: ReadonlySet<string>;
   try {
-    counted = await fleet.record.rowsOf(orphans.map((row) => row.digest));
+    ({ rows: counted, evicting } = await fleet.record.rowsOf(orphans.map((row) => row.digest)));
   } catch (err) {
     return { removed: [], left: unreachable(err) }; // deleting them now would leave them in the fleet's totals
   }
-  const byFleet = await removeContent(fleet.record, storage, counted.filter((row) => !within(row.accessedAt)));
+  // Deleted as the evictor deletes: after other replicas had their chance to rescue what they used.
+  const byFleet = await removeContent(fleet.record, storage, counted.filter((row) => !within(row.accessedAt)), { settle: afterRescueWait(fleet.record, fleet.rescueWaitMs) });
   index.drop(byFleet.map((row) => row.digest));
   const countedDigests = new Set(counted.map((row) => row.digest));
-  const byIndex = await removeContent(index, storage, orphans.filter((row) => !countedDigests.has(row.digest)));
+  const byIndex = await removeContent(index, storage, orphans.filter((row) => !countedDigests.has(row.digest) && !evicting.has(row.digest)));
   return { removed: [...byFleet, ...byIndex] };
 }
 
@@ -145,7 +148,7 @@ async function evictAsFleetEvictor(fleet: GcFleet, index: AccessIndex, storage: 
   }
   try {
     // The index was just reconciled with storage: it knows every piece of content, as filling the record needs.
-    const outcome = await evictByFleet(record, state, storage, { eviction: pass, graceMs: fleet.graceMs, index });
+    const outcome = await evictByFleet(record, state, storage, { eviction: pass, graceMs: fleet.graceMs, rescueWaitMs: fleet.rescueWaitMs, index });
     if (outcome.kind === 'evicted') {
       if (!pass.dryRun) index.drop(outcome.victims.map((v) => v.digest));
       return { victims: outcome.victims };

@@ -7,7 +7,8 @@
  *
  * With a fleet record (S3 shared by replicas, and Redis), each flush is also sent to Redis, and only
  * the replica holding the evictor lease evicts, by fleet-wide last access and size, sparing what
- * anyone accessed within the grace period; every replica drops the index rows of content evicted.
+ * anyone accessed within the grace period, in two phases (see fleet.ts); every replica drops the
+ * index rows of content deleted.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,7 +18,7 @@ import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { AccessIndex } from './access-index.js';
 import { evict, hasLimits, type EvictionPass, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
-import { evictByFleet, type FleetRecord, type FleetState } from './fleet.js';
+import { evictByFleet, FLEET_SYNC_INTERVAL_MS, type FleetRecord, type FleetState } from './fleet.js';
 import { reconcile } from './reconcile.js';
 import { liveServer, markServing, type ServerMark } from './server-mark.js';
 
@@ -49,6 +50,8 @@ export interface FleetEviction {
   onSyncFailed?: (() => void) | undefined;
   /** After each sync: whether this replica is the fleet's evictor. */
   onLeading?: ((leading: boolean) => void) | undefined;
+  /** How long forgotten content waits for a rescue before it is deleted: tests shorten it; RESCUE_WAIT_MS otherwise. */
+  rescueWaitMs?: number | undefined;
 }
 
 /**
@@ -66,7 +69,7 @@ export interface CacheLifecycleOptions {
   logger: Logger;
   /** Called after each eviction pass that removed something, per reason. */
   onEvicted?: ((reason: EvictionReason, objects: number, bytes: number) => void) | undefined;
-  /** How often notes are written to the index and the size checked (default 1 s). */
+  /** How often notes are written to the index (and sent to the fleet record) and the size checked (default FLEET_SYNC_INTERVAL_MS). */
   flushIntervalMs?: number | undefined;
   /** How often expired content is looked for (default 1 min). */
   agePassIntervalMs?: number | undefined;
@@ -143,7 +146,7 @@ export class CacheLifecycle {
   start(holds: BlobHolds): void {
     this.holds = holds;
     this.lastAgePass = this.now();
-    this.timer = setInterval(() => this.tick(), this.options.flushIntervalMs ?? 1_000);
+    this.timer = setInterval(() => this.tick(), this.options.flushIntervalMs ?? FLEET_SYNC_INTERVAL_MS);
     this.timer.unref();
   }
 
@@ -183,13 +186,16 @@ export class CacheLifecycle {
     if (hasLimits(this.options.policy)) this.evictIfDue(this.index.usage().bytes);
   }
 
-  /** Starts a pass when the cache is over its size (`bytes`; undefined: not known yet) or an age pass is due. */
-  private evictIfDue(bytes: number | undefined): void {
+  /**
+   * Starts a pass when the cache is over its size (`bytes`; undefined: not known yet) or an age pass
+   * is due, or (`pending`) an evictor may have left content parked or claimed, to count again.
+   */
+  private evictIfDue(bytes: number | undefined, pending = false): void {
     const { policy, logger } = this.options;
     if (this.evicting) return;
     const over = bytes === undefined || (policy.maxSize !== undefined && bytes > policy.maxSize);
     const ageDue = policy.maxAge !== undefined && this.now() - this.lastAgePass >= (this.options.agePassIntervalMs ?? 60_000);
-    if (over || ageDue) void this.evictNow().catch((err: unknown) => logger.warn({ err }, 'eviction failed'));
+    if (over || ageDue || pending) void this.evictNow().catch((err: unknown) => logger.warn({ err }, 'eviction failed'));
   }
 
   /** Sends the notes to the fleet record, applies what others did, and evicts when elected and due. */
@@ -210,14 +216,14 @@ export class CacheLifecycle {
     if (this.fleetDown) logger.info('fleet access record available again');
     this.fleetDown = false;
     this.fleetState = state;
-    if (state.evicted.length > 0) {
-      this.index.drop(state.evicted);
-      this.holds.evictedElsewhere(state.evicted);
-    }
+    const { kept, evicted } = state.evictions;
+    if (evicted.length > 0) this.index.drop(evicted);
+    // URLs signed for content kept or deleted since no longer stand for the object.
+    if (kept.length + evicted.length > 0) this.holds.evictedElsewhere([...kept, ...evicted]);
     if (state.resync) this.reconcileLater('may have missed evictions by another replica');
     fleet.onLeading?.(leading);
     // An incomplete record (no usage) is filled by the pass, which then waits one grace period (see evictByFleet).
-    if (leading) this.evictIfDue(state.usage?.bytes);
+    if (leading) this.evictIfDue(state.usage?.bytes, state.pending > 0);
   }
 
   /** Corrects the index against storage in the background (once at a time). */
@@ -257,6 +263,7 @@ export class CacheLifecycle {
     const outcome = await evictByFleet(fleet.record, state, storage, {
       eviction,
       graceMs: fleet.graceMs,
+      rescueWaitMs: fleet.rescueWaitMs,
       index: this.index,
       reconcileFirst: async () => {
         logger.info('fleet access record incomplete (new, or redis lost its data): eviction waits while it is filled from storage');
