@@ -71,6 +71,21 @@ export interface ContentUse {
   pulled(upstream: string, repository: string, tag: string): void;
 }
 
+/** What a replica of a fleet learns at each sync about the evictor's work (from lifecycle/). */
+export interface FleetNews {
+  /** Content the fleet's evictor is deleting: no URL to it is signed (it is streamed) until it is kept or deleted. */
+  evicting: readonly string[];
+  /** `evicting` is all such content, not only what changed since the last sync. */
+  all: boolean;
+  /** Content no longer being deleted (kept after all, or deleted): a redirect to it looks in storage first. */
+  settled: readonly string[];
+  /**
+   * Until when (`Date.now()`) URLs signed earlier are taken to lead to the object without a look in
+   * storage: a replica out of touch with the fleet would not learn that the object was deleted.
+   */
+  trustedUntil: number;
+}
+
 /** Dependencies of the blob cache. */
 export interface BlobCacheOptions {
   storage: StorageDriver;
@@ -99,6 +114,10 @@ export class BlobCache {
   private readonly redirected: LRUCache<Digest, true> | undefined;
   /** Blobs the evictor is deleting now (reserveForDelete): no URL to them is signed meanwhile. */
   private readonly deleting = new Set<Digest>();
+  /** Blobs the fleet's evictor is deleting (fleetSynced): no URL to them is signed either. */
+  private evictingElsewhere = new Set<string>();
+  /** Until when `redirected` is trusted (fleetSynced); always, outside a fleet. */
+  private redirectedTrustedUntil = Number.POSITIVE_INFINITY;
 
   constructor(private readonly options: BlobCacheOptions) {
     if (options.redirectSeconds !== undefined) this.redirected = new LRUCache({ max: 10_000, ttl: options.redirectSeconds * 1000 });
@@ -136,12 +155,17 @@ export class BlobCache {
   }
 
   /**
-   * Blobs another replica evicted (learnt at a fleet sync): the URLs this replica signed for them
-   * no longer keep them, and its next redirect to one looks in storage again instead of assuming
-   * the object is still there.
+   * What the last sync with the fleet said: content being deleted is not redirected to, and URLs
+   * signed earlier for content kept or deleted since no longer stand for the object (nor hold it).
    */
-  evictedElsewhere(digests: readonly string[]): void {
-    for (const digest of digests) this.redirected?.delete(digest as Digest);
+  fleetSynced(news: FleetNews): void {
+    if (news.all) this.evictingElsewhere = new Set();
+    for (const digest of news.evicting) this.evictingElsewhere.add(digest);
+    for (const digest of news.settled) {
+      this.evictingElsewhere.delete(digest);
+      this.redirected?.delete(digest as Digest);
+    }
+    this.redirectedTrustedUntil = news.trustedUntil;
   }
 
   /** Opens a blob for a GET. */
@@ -203,8 +227,9 @@ export class BlobCache {
     // the blob is streamed instead (a miss, once it is gone).
     const done = this.hold(digest);
     try {
-      if (this.deleting.has(digest)) return undefined;
-      if (!this.redirected.has(digest) && !(await storage.stat(blobKey(digest)))) return undefined;
+      if (this.deleting.has(digest) || this.evictingElsewhere.has(digest)) return undefined;
+      const known = this.redirected.has(digest) && Date.now() < this.redirectedTrustedUntil;
+      if (!known && !(await storage.stat(blobKey(digest)))) return undefined;
       this.redirected.set(digest, true);
     } finally {
       done();

@@ -495,7 +495,7 @@ describe('the fleet evictor\'s pass', () => {
     clock.t += 3_600_000; // all out of their grace: only the record's filling holds eviction back
 
     const started = Date.now();
-    lifecycle.start({ inUse: () => false, reserveForDelete: () => () => undefined, evictedElsewhere: () => undefined });
+    lifecycle.start({ inUse: () => false, reserveForDelete: () => () => undefined, fleetSynced: () => undefined });
     for (let i = 0; i < 250 && evicted.length === 0; i++) await sleep(20);
     // Filled after the start, so judged no earlier than one grace period after it (Redis runs on this machine's clock).
     expect(Date.now() - started).toBeGreaterThanOrEqual(GRACE_MS);

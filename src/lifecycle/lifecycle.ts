@@ -7,8 +7,8 @@
  *
  * With a fleet record (S3 shared by replicas, and Redis), each flush is also sent to Redis, and only
  * the replica holding the evictor lease evicts, by fleet-wide last access and size, sparing what
- * anyone accessed within the grace period, in two phases (see fleet.ts); every replica drops the
- * index rows of content deleted.
+ * anyone accessed within the grace period, in two phases (see fleet.ts); every replica signs no URL
+ * to content being deleted, and drops the index rows of content deleted.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import type { Digest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { AccessIndex } from './access-index.js';
 import { evict, hasLimits, type EvictionPass, type EvictionPolicy, type EvictionReason, type Victim } from './eviction.js';
-import { evictByFleet, FLEET_SYNC_INTERVAL_MS, type FleetRecord, type FleetState } from './fleet.js';
+import { evictByFleet, FLEET_SYNC_INTERVAL_MS, RESCUE_WAIT_MS, type FleetRecord, type FleetState } from './fleet.js';
 import { reconcile } from './reconcile.js';
 import { liveServer, markServing, type ServerMark } from './server-mark.js';
 
@@ -56,9 +56,9 @@ export interface FleetEviction {
 
 /**
  * What eviction asks the blob cache: which blobs are in use, and a reservation right before each
- * delete; and what it tells it: which blobs other replicas evicted.
+ * delete; and what it tells it: what the fleet's evictor is deleting, and has deleted.
  */
-export type BlobHolds = Pick<BlobCache, 'inUse' | 'reserveForDelete' | 'evictedElsewhere'>;
+export type BlobHolds = Pick<BlobCache, 'inUse' | 'reserveForDelete' | 'fleetSynced'>;
 
 /** Dependencies and settings of the lifecycle. */
 export interface CacheLifecycleOptions {
@@ -83,7 +83,7 @@ export class CacheLifecycle {
   private timer: NodeJS.Timeout | undefined;
   private evicting: Promise<Victim[]> | undefined;
   private lastAgePass = 0;
-  private holds: BlobHolds = { inUse: () => false, reserveForDelete: () => () => undefined, evictedElsewhere: () => undefined };
+  private holds: BlobHolds = { inUse: () => false, reserveForDelete: () => () => undefined, fleetSynced: () => undefined };
   private closed = false;
   private lastUsage = { bytes: 0, objects: 0 };
   /** The fleet as the last successful sync saw it. */
@@ -145,6 +145,8 @@ export class CacheLifecycle {
   /** Starts flushing and evicting; `holds` says which blobs must not be deleted now. */
   start(holds: BlobHolds): void {
     this.holds = holds;
+    // Out of touch until the first sync: URLs signed are not taken to stay valid.
+    if (this.options.fleet) holds.fleetSynced({ evicting: [], all: true, settled: [], trustedUntil: 0 });
     this.lastAgePass = this.now();
     this.timer = setInterval(() => this.tick(), this.options.flushIntervalMs ?? FLEET_SYNC_INTERVAL_MS);
     this.timer.unref();
@@ -216,10 +218,10 @@ export class CacheLifecycle {
     if (this.fleetDown) logger.info('fleet access record available again');
     this.fleetDown = false;
     this.fleetState = state;
-    const { kept, evicted } = state.evictions;
+    const { evicting, all, kept, evicted } = state.evictions;
     if (evicted.length > 0) this.index.drop(evicted);
-    // URLs signed for content kept or deleted since no longer stand for the object.
-    if (kept.length + evicted.length > 0) this.holds.evictedElsewhere([...kept, ...evicted]);
+    // Trusted for as long as the evictor waits for rescues: an older sync may have missed a delete.
+    this.holds.fleetSynced({ evicting, all, settled: [...kept, ...evicted], trustedUntil: Date.now() + (fleet.rescueWaitMs ?? RESCUE_WAIT_MS) });
     if (state.resync) this.reconcileLater('may have missed evictions by another replica');
     fleet.onLeading?.(leading);
     // An incomplete record (no usage) is filled by the pass, which then waits one grace period (see evictByFleet).

@@ -321,7 +321,7 @@ describe('cache lifecycle in a mirror', () => {
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
     const streamed = (digest: Digest): boolean => digest === digests[0]; // the oldest
-    lifecycle.start({ inUse: streamed, reserveForDelete: (digest) => (streamed(digest) ? undefined : () => undefined), evictedElsewhere: () => undefined });
+    lifecycle.start({ inUse: streamed, reserveForDelete: (digest) => (streamed(digest) ? undefined : () => undefined), fleetSynced: () => undefined });
     for (let i = 0; i < 100 && evicted.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(lifecycle.usage()).toEqual({ bytes: 100, objects: 1 });
     expect(evicted).toEqual([2]);
@@ -418,14 +418,33 @@ describe('eviction and redirects to storage', () => {
     await lifecycle.close();
   });
 
-  it('looks in storage again for a blob another replica evicted, instead of signing a URL to a deleted object', async () => {
-    const { store, lifecycle, blobs, a } = await redirecting();
+  it('signs no URL to a blob the fleet\'s evictor is deleting, and looks in storage again once it is kept or gone', async () => {
+    const { store, lifecycle, blobs, a, b } = await redirecting();
+    const news = { evicting: [] as string[], all: false, settled: [] as string[], trustedUntil: Number.POSITIVE_INFINITY };
     expect(await blobs.presigned('quay.io', 'team/app', a)).toBe(`https://storage.example/${blobKey(a)}`);
+    blobs.fleetSynced({ ...news, evicting: [a] }); // a sync: another replica parked a
+    expect(await blobs.presigned('quay.io', 'team/app', a)).toBeUndefined(); // streamed: its access rescues it, or it goes
+    blobs.fleetSynced({ ...news, settled: [a] }); // kept: a replica used it in time
+    expect(await blobs.presigned('quay.io', 'team/app', a)).toBeDefined();
+
+    blobs.fleetSynced({ ...news, evicting: [b] });
+    blobs.fleetSynced({ ...news, evicting: [], all: true }); // a first sync after a resync: b is no longer being deleted
+    expect(await blobs.presigned('quay.io', 'team/app', b)).toBeDefined();
     await store.delete(blobKey(a)); // as the fleet's evictor does elsewhere
     expect(await blobs.presigned('quay.io', 'team/app', a)).toBeDefined(); // still believed valid: no look-up
-    blobs.evictedElsewhere([a]); // the next fleet sync's evicted log
+    blobs.fleetSynced({ ...news, settled: [a] }); // gone
     expect(await blobs.presigned('quay.io', 'team/app', a)).toBeUndefined(); // streamed: a miss, fetched again
-    expect(blobs.inUse(a)).toBe(false);
+    await lifecycle.close();
+  });
+
+  it('looks in storage before every redirect while out of touch with the fleet', async () => {
+    const { store, lifecycle, blobs, a } = await redirecting();
+    blobs.fleetSynced({ evicting: [], all: true, settled: [], trustedUntil: Date.now() + 60_000 });
+    expect(await blobs.presigned('quay.io', 'team/app', a)).toBeDefined();
+    await store.delete(blobKey(a)); // by the evictor, at a time this replica's syncs fail
+    expect(await blobs.presigned('quay.io', 'team/app', a)).toBeDefined(); // synced recently: its URL still trusted
+    blobs.fleetSynced({ evicting: [], all: false, settled: [], trustedUntil: Date.now() - 1 }); // no sync for longer than the evictor waits
+    expect(await blobs.presigned('quay.io', 'team/app', a)).toBeUndefined();
     await lifecycle.close();
   });
 });
