@@ -463,7 +463,9 @@ describe('the fleet evictor\'s pass', () => {
     const { gc, digests, index, storage } = await gcOnAFleet(record, OVER_BY_TWO);
     await gc(false); // fills the record
     await sleep(GRACE_MS);
-    await other.sync();
+    const dry = await gc(true); // only ranks: parks nothing, waits for nothing
+    expect(dry.removals.map((r) => [r.kind, r.what])).toEqual([['evicted', digests[0]], ['evicted', digests[1]]]);
+    expect([await redis.hlen(parked), (await other.sync()).usage]).toEqual([0, { bytes: 300, objects: 3 }]);
 
     const started = Date.now();
     const running = gc(false);
