@@ -114,6 +114,7 @@ export const S3_RATIOS: ColumnTable<S3Column>['ratios'] = [
 export function s3RowSpecs(s: BenchSettings): RowSpec[] {
   const w1 = `1 warm blob ${formatSize(s.bigBlob)}, 1 client`;
   const w2 = `2 warm blob ${formatSize(s.smallBlob)}, ${s.connections} clients`;
+  const w5 = `5 ${s.manyColdLayers.length} different cold blobs of ${formatSize(s.manyColdLayers[0]!)} at once`;
   return [
     { id: 's3.w1.throughput', workload: `${w1} (curl; -L for S3 redirect)`, metric: 'throughput', unit: 'MB/s' },
     { id: 's3.w1.rss', workload: w1, metric: 'peak RSS', unit: 'MB', aggregate: 'max' },
@@ -121,6 +122,8 @@ export function s3RowSpecs(s: BenchSettings): RowSpec[] {
     { id: 's3.w2.redirects', workload: `${w2} (wrk)`, metric: '307 answers', unit: 'req/s' },
     { id: 's3.w2.follow.throughput', workload: `${w2} (undici, follows 307)`, metric: 'throughput', unit: 'MB/s' },
     { id: 's3.w2.rss', workload: w2, metric: 'peak RSS', unit: 'MB', aggregate: 'max' },
+    { id: 's3.w5.total', workload: w5, metric: 'all received', unit: 's' },
+    { id: 's3.w5.rss', workload: w5, metric: 'peak RSS, until stored', unit: 'MB', aggregate: 'max' },
   ];
 }
 

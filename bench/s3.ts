@@ -12,11 +12,12 @@ import { createTestBucket } from '../test/scale-out/fleet.js';
 import { startSwift } from '../test/scale-out/swift.js';
 import { curlSeries, expectComplete, followLoad, wrk } from './load.js';
 import { fetchImage, singleClientThroughput } from './measure.js';
+import { watchPeakRss } from './memory.js';
 import { Samples } from './report.js';
 import { startRegmirror, type BenchServer } from './servers.js';
 import type { BenchSettings } from './settings.js';
-import type { BenchImage } from './upstream.js';
-import { checked, eachColumn } from './warm.js';
+import { seed, type BenchImage, type BenchUpstream } from './upstream.js';
+import { checked, eachColumn, rotation } from './warm.js';
 
 /** regmirror on its filesystem, regmirror on S3 streaming, regmirror on S3 redirecting, Swift itself. */
 export type S3Column = 'filesystem' | 'stream' | 'redirect' | 'swift';
@@ -77,6 +78,27 @@ async function warmUp(replicas: Replicas, images: BenchImage[]): Promise<void> {
   }
 }
 
+/**
+ * Every layer of `image` asked for at once from a fresh `server`: the seconds until the clients had
+ * all their bytes, and the server's peak RSS until each blob is stored (for S3, uploaded).
+ */
+async function coldAtOnce(server: BenchServer, image: BenchImage): Promise<{ seconds: number; rss: number | undefined }> {
+  const meter = watchPeakRss(server.pid);
+  const started = performance.now();
+  const layers = image.image.blobs.filter((b) => b.size === image.layer.size);
+  await Promise.all(layers.map(async (blob) => {
+    const res = await fetch(`${server.url}/v2/${image.image.repo}/blobs/${blob.digest}`);
+    let received = 0;
+    for await (const chunk of res.body!) received += chunk.length;
+    if (res.status !== 200 || received !== blob.size) throw new Error(`S3 workload 5: ${res.status} with ${received} of ${blob.size} bytes of ${blob.digest}`);
+  }));
+  const seconds = (performance.now() - started) / 1000;
+  for (const blob of layers) {
+    await until(`${blob.digest} stored`, async () => (await fetch(`${server.url}/v2/${image.image.repo}/blobs/${blob.digest}`, { method: 'HEAD' })).headers.get('x-regmirror-cache') === 'hit');
+  }
+  return { seconds, rss: meter.stop() };
+}
+
 /** One timed download of the blob per column: its MB/s, so that a workload-1 series lasts about as long in every column. */
 async function calibrate(urlOf: BlobUrls, image: BenchImage): Promise<Map<S3Column, number>> {
   const rates = new Map<S3Column, number>();
@@ -89,8 +111,9 @@ async function calibrate(urlOf: BlobUrls, image: BenchImage): Promise<Map<S3Colu
 }
 
 /** Workloads 1 and 2 against the four columns; false when Swift did not start (noted in s3Notes). */
-export async function runS3Column(settings: BenchSettings, upstreamUrl: string, images: { small: BenchImage; big: BenchImage }, samples: Samples<S3Column>): Promise<boolean> {
-  const { small, big } = images;
+export async function runS3Column(settings: BenchSettings, upstream: BenchUpstream, samples: Samples<S3Column>): Promise<boolean> {
+  const { small, big } = upstream;
+  const upstreamUrl = upstream.registry.url;
   const stops: (() => Promise<void>)[] = [];
   try {
     const swift = await startSwift().catch((err: unknown) => {
@@ -133,12 +156,12 @@ export async function runS3Column(settings: BenchSettings, upstreamUrl: string, 
       });
     };
 
-    const firstUrls = await blobUrls(replicas, images);
+    const firstUrls = await blobUrls(replicas, upstream);
     const rates = await calibrate(firstUrls, big);
     // One short unmeasured run of workload 2, so that JITs and pools are warm before round 1.
     await blobLoads(new Samples(), 0, 1, firstUrls);
     for (let round = 0; round < settings.s3Rounds; round++) {
-      const urlOf = await blobUrls(replicas, images);
+      const urlOf = await blobUrls(replicas, upstream);
       console.log(`  round ${round + 1}/${settings.s3Rounds}: S3, warm blob, one client`);
       await eachColumn(COLUMNS, round, samples, 's3.w1.rss', pidOf, async (column) => {
         const { mbps } = await singleClientThroughput(urlOf(big, column), big.layer.size, settings, { follow: column === 'redirect', expectedMBps: rates.get(column) });
@@ -147,6 +170,28 @@ export async function runS3Column(settings: BenchSettings, upstreamUrl: string, 
       });
       console.log(`  round ${round + 1}/${settings.s3Rounds}: S3, warm blob, ${settings.connections} clients`);
       await blobLoads(samples, round, settings.seconds, urlOf);
+    }
+
+    const many = await seed(upstream.registry, 'library/many', settings.manyColdLayers, true);
+    for (let round = 0; round < settings.stampedeRounds; round++) {
+      console.log(`  round ${round + 1}/${settings.stampedeRounds}: S3, ${settings.manyColdLayers.length} different cold blobs at once`);
+      for (const column of rotation<Exclude<S3Column, 'swift'>>(['filesystem', 'stream', 'redirect'], round)) {
+        // A fresh replica, on a fresh prefix of the bucket: every blob is cold.
+        const fresh = column === 'filesystem' ? undefined : await createTestBucket(swift, 'regmirror-bench');
+        try {
+          const server = await startRegmirror(upstreamUrl, fresh ? { config: { storage: { ...fresh.storage, redirect: column === 'redirect' } } } : {});
+          try {
+            await fetchImage(server.url, small); // a cold cache, not a cold process
+            const { seconds, rss } = await coldAtOnce(server, many);
+            samples.add('s3.w5.total', column, seconds);
+            samples.add('s3.w5.rss', column, rss);
+          } finally {
+            await server.stop();
+          }
+        } finally {
+          fresh?.close();
+        }
+      }
     }
     return true;
   } finally {

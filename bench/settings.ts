@@ -32,6 +32,8 @@ export interface BenchSettings {
   midBlob: number;
   /** Layer sizes of the multi-layer image (workload 4). */
   multiLayers: number[];
+  /** Layer sizes of the image whose blobs the S3 column asks for all at once, cold (its workload 5). */
+  manyColdLayers: number[];
   /** Concurrent connections of workloads 2 and 3. */
   connections: number;
   /** Clients asking at once for the same cold blob (workload 5). */
@@ -75,6 +77,7 @@ export function benchSettings(): BenchSettings {
     bigBlob: quick ? 50 * MB : 500 * MB,
     midBlob: quick ? 10 * MB : 100 * MB,
     multiLayers: quick ? [1 * MB, 2 * MB, 3 * MB] : [1 * MB, 2 * MB, 4 * MB, 8 * MB, 16 * MB, 32 * MB],
+    manyColdLayers: Array.from({ length: 8 }, () => (quick ? 6 * MB : 60 * MB)),
     connections: 64,
     coldClients: 16,
     linkMbit: positiveInt('BENCH_LINK_MBIT', 1000),

@@ -33,7 +33,8 @@ export interface BenchUpstream {
   stop(): Promise<void>;
 }
 
-async function seed(registry: Registry, repo: string, layerSizes: number[], incompressible: boolean): Promise<BenchImage> {
+/** Pushes an image of `layerSizes` to `registry` as `repo:latest` (incompressible: random bytes, uncompressed). */
+export async function seed(registry: Registry, repo: string, layerSizes: number[], incompressible: boolean): Promise<BenchImage> {
   const image = await seedImage(registry, {
     repo,
     tag: 'latest',
