@@ -17,6 +17,11 @@ export interface SwiftServer {
   secretAccessKey: string;
   /** The servers' combined output, for diagnosing a failed start. */
   logPath: string;
+  /**
+   * The names of the objects in a container, through Swift's own API: also those S3 does not show,
+   * such as the parts of multipart uploads (in the container `<bucket>+segments`).
+   */
+  swiftObjects(container: string, prefix?: string): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -125,7 +130,15 @@ export async function startSwift(): Promise<SwiftServer> {
     await stop();
     throw err;
   }
-  return { endpoint, region: REGION, accessKeyId: ACCESS_KEY, secretAccessKey: SECRET_KEY, logPath, stop };
+  const swiftObjects = async (container: string, prefix = ''): Promise<string[]> => {
+    const session = await login(endpoint);
+    if (!session) throw new Error('swift: tempauth login failed');
+    const res = await fetch(`${session.url}/${encodeURIComponent(container)}?format=json&prefix=${encodeURIComponent(prefix)}`, { headers: { 'x-auth-token': session.token } });
+    if (res.status === 404) return [];
+    if (res.status !== 200) throw new Error(`swift: listing ${container} answered ${res.status}`);
+    return ((await res.json()) as { name: string }[]).map((object) => object.name);
+  };
+  return { endpoint, region: REGION, accessKeyId: ACCESS_KEY, secretAccessKey: SECRET_KEY, logPath, swiftObjects, stop };
 }
 
 /** Free ports, all different (a server that reuses a port would share it with another). */
@@ -151,13 +164,20 @@ async function waitForS3(endpoint: string, children: ChildProcess[], logPath: st
   }
 }
 
-/** True when a tempauth login works and the account server answers through the proxy. */
-async function backendsUp(endpoint: string): Promise<boolean> {
+/** A tempauth login: the account's URL and a token for Swift's own API; undefined when it fails. */
+async function login(endpoint: string): Promise<{ url: string; token: string } | undefined> {
   const auth = await fetch(`${endpoint}/auth/v1.0`, { headers: { 'x-auth-user': ACCESS_KEY, 'x-auth-key': SECRET_KEY } }).catch(() => undefined);
   await auth?.body?.cancel();
   const token = auth?.headers.get('x-auth-token');
   const url = auth?.headers.get('x-storage-url');
-  if (!token || !url) return false;
+  return token && url ? { url, token } : undefined;
+}
+
+/** True when a tempauth login works and the account server answers through the proxy. */
+async function backendsUp(endpoint: string): Promise<boolean> {
+  const session = await login(endpoint);
+  if (!session) return false;
+  const { url, token } = session;
   for (const path of ['/regmirror-probe', '/regmirror-probe/object']) {
     const probe = await fetch(`${url}${path}`, { method: 'PUT', headers: { 'x-auth-token': token }, body: 'x' }).catch(() => undefined);
     await probe?.body?.cancel();

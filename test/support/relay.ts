@@ -48,6 +48,8 @@ export interface RelayHooks {
    * adding what it sends to record.bytes; returns true when it does.
    */
   send?(req: IncomingMessage, target: IncomingMessage, res: ServerResponse, record: RecordedRequest): boolean;
+  /** Forwards the client's Host header instead of the target's (requests signed for the relay's address, as S3's are). */
+  keepHost?: boolean;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'te']);
@@ -81,7 +83,7 @@ export async function startRelay(targetUrl: string, hooks: RelayHooks = {}): Pro
     requests.push(record);
     res.once('close', () => (record.status ||= res.statusCode));
     if (hooks.answer?.(req, res)) return;
-    const headers: OutgoingHttpHeaders = { ...req.headers, host: target.host };
+    const headers: OutgoingHttpHeaders = { ...req.headers, host: hooks.keepHost ? req.headers.host : target.host };
     for (const name of HOP_BY_HOP) delete headers[name];
     const forward = request({ hostname: target.hostname, port: target.port, method: req.method, path: req.url, headers, agent }, (upstream) => {
       record.status = upstream.statusCode ?? 502;
