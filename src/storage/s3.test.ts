@@ -1,13 +1,17 @@
 // The storage-driver contract against OpenStack Swift's S3 API, plus what only S3 has.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CreateBucketCommand, CreateMultipartUploadCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSwift, type SwiftServer } from '../../test/scale-out/swift.js';
+import { startFaultyStore, tempDir, type FaultyStore, type StoreFault } from '../../test/support/index.js';
 import { describeStorageDriver } from './driver-contract.js';
 import { S3Driver, type S3DriverOptions } from './s3.js';
 
 const BUCKET = 'regmirror-contract';
 let swift: SwiftServer;
+let store: FaultyStore;
 const drivers: S3Driver[] = [];
 
 function connection(): Omit<S3DriverOptions, 'prefix'> {
@@ -34,6 +38,7 @@ function rawClient(): S3Client {
 
 beforeAll(async () => {
   swift = await startSwift();
+  store = await startFaultyStore(swift.endpoint);
   const client = rawClient();
   await client.send(new CreateBucketCommand({ Bucket: BUCKET }));
   client.destroy();
@@ -41,6 +46,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const driver of drivers) driver.close();
+  await store?.stop();
   await swift?.stop();
 });
 
@@ -82,5 +88,49 @@ describe('S3Driver', () => {
 
   it('fails init with a clear error when the bucket does not exist', async () => {
     await expect(freshDriver({ bucket: 'no-such-bucket' }).init()).rejects.toThrow('storage: cannot use bucket "no-such-bucket": no such bucket');
+  });
+});
+
+describe('S3Driver when the bucket fails during an upload', () => {
+  const MiB = 1024 * 1024;
+
+  /** Uploads 17 MiB (three parts) through the faulty store under a fresh prefix, with `fault` on. */
+  async function uploadThrough(fault: Omit<StoreFault, 'pathContains'>): Promise<{ prefix: string; driver: S3Driver; upload: Promise<void> }> {
+    const prefix = `case-${randomUUID()}/`;
+    const driver = freshDriver({ prefix, endpoint: store.url });
+    const path = join(tempDir('s3-fault'), 'blob');
+    const size = 17 * MiB;
+    await writeFile(path, randomBytes(size));
+    store.setFault({ ...fault, pathContains: prefix });
+    const upload = driver.putGrowingFile('blobs/sha256/aa/refused', path, size, async () => undefined);
+    upload.catch(() => undefined);
+    return { prefix, driver, upload };
+  }
+
+  /** Nothing of the upload anywhere: no object, no open upload, and no part left in Swift's segments container. */
+  async function expectNothingStored(prefix: string, driver: S3Driver): Promise<void> {
+    expect(await driver.stat('blobs/sha256/aa/refused')).toBeUndefined();
+    const client = rawClient();
+    const open = await client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: prefix }));
+    client.destroy();
+    expect(open.Uploads ?? []).toEqual([]);
+    expect(await swift.swiftObjects(`${BUCKET}+segments`, prefix)).toEqual([]);
+  }
+
+  it.each(['error', 'cut'] as const)('rejects when the 2nd part fails (%s), aborts the upload and leaves no part behind', async (how) => {
+    const { prefix, driver, upload } = await uploadThrough({ operation: 'UploadPart', how, part: 2 });
+    await expect(upload).rejects.toThrow();
+    store.setFault(null);
+    expect(store.countOf('AbortMultipartUpload', prefix)).toBe(1);
+    expect(store.countOf('CompleteMultipartUpload', prefix)).toBe(0);
+    await expectNothingStored(prefix, driver);
+  });
+
+  it.each(['error', 'cut'] as const)('rejects when the Complete fails (%s), aborts the upload and leaves no part behind', async (how) => {
+    const { prefix, driver, upload } = await uploadThrough({ operation: 'CompleteMultipartUpload', how });
+    await expect(upload).rejects.toThrow();
+    store.setFault(null);
+    expect([store.countOf('UploadPart', prefix), store.countOf('AbortMultipartUpload', prefix)]).toEqual([3, 1]);
+    await expectNothingStored(prefix, driver);
   });
 });

@@ -156,22 +156,28 @@ export class S3Driver implements StorageDriver {
     const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
     const parts: CompletedPart[] = [];
     let next = 0;
-    let failed = false;
+    let failure: { err: unknown } | undefined;
+    let stopWaiting!: () => void;
+    const stopped = new Promise<void>((resolve) => (stopWaiting = resolve));
     const sendParts = async (): Promise<void> => {
-      while (!failed && next * partSize < size) {
+      while (!failure && next * partSize < size) {
         const i = next++;
         const end = Math.min(size, (i + 1) * partSize);
-        await ready(end);
+        await Promise.race([ready(end), stopped]);
+        if (failure) return;
         const { ETag } = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, ...bytes(i * partSize, end) }));
         parts[i] = { ETag, PartNumber: i + 1 };
       }
     };
-    const stopAll = (err: unknown): never => {
-      failed = true; // the other senders stop after their current part
-      throw err;
+    const stopAll = (err: unknown): void => {
+      failure ??= { err }; // the other senders stop after their current part, or at once if they wait for bytes
+      stopWaiting();
     };
     try {
+      // Every sender settles before an abort: a part still being sent when the upload is aborted can
+      // be stored after it (Swift keeps it as an orphan segment; S3 says to abort again), never freed.
       await Promise.all(Array.from({ length: PARTS_IN_FLIGHT }, () => sendParts().catch(stopAll)));
+      if (failure) throw failure.err;
       await client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
     } catch (err) {
       await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined); // else aborted by age at a later init
