@@ -1,16 +1,22 @@
 // regmirror on S3 storage (Swift), without Redis: blobs stream into the bucket while clients get
 // them, become visible only verified, and any mirror on the same bucket serves them.
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blobKey } from '../../src/storage/keys.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { ACCEPT_ALL, send, sha256 } from '../harness/http.js';
-import { isBlobGet, seedImage, startFaultyUpstream, startRegistry, type FaultyUpstream, type Registry, type SeededImage } from '../support/index.js';
+import {
+  isBlobGet, seedImage, startFaultyStore, startFaultyUpstream, startRegistry, tempDir,
+  type FaultyStore, type FaultyUpstream, type Registry, type SeededImage, type StoreFault,
+} from '../support/index.js';
 import { createTestBucket, startFleetMirror, verifyBucket, type TestBucket } from './fleet.js';
 import { startSwift, type SwiftServer } from './swift.js';
 
 let swift: SwiftServer;
 let registry: Registry;
 let upstream: FaultyUpstream;
+let store: FaultyStore;
 let image: SeededImage;
 const buckets: TestBucket[] = [];
 const closers: (() => Promise<void>)[] = [];
@@ -20,12 +26,14 @@ beforeAll(async () => {
   // One layer larger than an upload part (8 MiB), so the multipart path is taken.
   image = await seedImage(registry, { repo: 'team/app', tag: 'v1', layerSizes: [12_000_000, 300_000], compressible: false, compression: 'none' });
   upstream = await startFaultyUpstream(registry.url);
+  store = await startFaultyStore(swift.endpoint);
 });
 
 afterAll(async () => {
   for (const close of closers) await close();
   for (const bucket of buckets) bucket.close();
   await upstream?.stop();
+  await store?.stop();
   await registry?.stop();
   await swift?.stop();
 });
@@ -137,6 +145,54 @@ describe('regmirror on S3 storage', () => {
     expect(await inBucket(layer.digest)).toBe(true);
     const direct = await send(location!);
     expect([direct.status, sha256(direct.body)]).toEqual([200, layer.digest]);
+  });
+});
+
+describe('regmirror on S3 storage when the bucket fails during a cold blob\'s upload', () => {
+  const smallest = (img: SeededImage): SeededImage['blobs'][number] => img.blobs.reduce((a, b) => (b.size < a.size ? b : a));
+
+  it.each([
+    ['UploadPart', 'error', largest],
+    ['UploadPart', 'cut', largest],
+    ['PutObject', 'error', smallest],
+    ['PutObject', 'cut', smallest],
+    ['CompleteMultipartUpload', 'error', largest],
+    ['CompleteMultipartUpload', 'cut', largest],
+  ] as const)('%s failing (%s): the client gets the blob, nothing is stored, and once healed it is fetched again and stored', async (operation, how, pick) => {
+    const bucket = await createTestBucket(swift);
+    buckets.push(bucket);
+    const folder = tempDir('s3-fault');
+    const m = await startFleetMirror({ storage: { ...bucket.storage, endpoint: store.url, path: folder }, upstreams: { 'quay.io': { url: upstream.url } } });
+    closers.push(m.close);
+    const blob = pick(image);
+    const prefix = bucket.storage.prefix!;
+    const url = `${m.url}/v2/team/app/blobs/${blob.digest}?ns=quay.io`;
+    const fault: StoreFault = { operation, how, pathContains: `${prefix}blobs/` };
+    store.setFault(fault);
+    const faultedBefore = store.faulted;
+    upstream.reset();
+
+    const first = await send(url);
+    expect([first.status, first.headers.get('x-regmirror-cache'), first.body.length, sha256(first.body)]).toEqual([200, 'miss', blob.size, blob.digest]);
+    // The spool file goes once the commit has ended, stored or not.
+    await waitFor(async () => (await readdir(join(folder, '_spool'))).length === 0);
+    expect(store.faulted).toBeGreaterThan(faultedBefore);
+    expect(store.countOf('AbortMultipartUpload', prefix)).toBe(operation === 'PutObject' ? 0 : 1);
+    const keys: string[] = [];
+    for await (const key of bucket.driver.list('')) keys.push(key);
+    expect(keys).toEqual([]); // neither the blob nor its repository's link
+    expect(await bucket.openUploads()).toBe(0);
+    expect(await swift.swiftObjects('regmirror-test+segments', prefix)).toEqual([]); // no part left behind either
+
+    store.setFault(null);
+    const second = await send(url);
+    expect([second.status, second.headers.get('x-regmirror-cache'), sha256(second.body)]).toEqual([200, 'miss', blob.digest]);
+    expect(blobGets(blob.digest)).toBe(2); // nothing was cached: fetched from upstream again
+    await waitFor(async () => (await bucket.driver.stat(blobKey(blob.digest as Digest)))?.size === blob.size);
+    expect(await verifyBucket(bucket.driver)).toEqual({ checked: 1, corrupt: [] });
+    expect(await bucket.openUploads()).toBe(0);
+    const third = await send(url);
+    expect([third.status, third.headers.get('x-regmirror-cache'), sha256(third.body), blobGets(blob.digest)]).toEqual([200, 'hit', blob.digest, 2]);
   });
 });
 
