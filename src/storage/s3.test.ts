@@ -94,17 +94,17 @@ describe('S3Driver', () => {
 describe('S3Driver when the bucket fails during an upload', () => {
   const MiB = 1024 * 1024;
 
-  /** Uploads 17 MiB (three parts) through the faulty store under a fresh prefix, with `fault` on. */
-  async function uploadThrough(fault: Omit<StoreFault, 'pathContains'>): Promise<{ prefix: string; driver: S3Driver; upload: Promise<void> }> {
+  /** Uploads `size` bytes (17 MiB: three parts) through the faulty store under a fresh prefix, with `fault` on. */
+  async function uploadThrough(fault: Omit<StoreFault, 'pathContains'>, { size = 17 * MiB, idleTimeoutMs = undefined as number | undefined } = {}): Promise<{ prefix: string; driver: S3Driver; upload: Promise<void>; data: Buffer }> {
     const prefix = `case-${randomUUID()}/`;
-    const driver = freshDriver({ prefix, endpoint: store.url });
+    const driver = freshDriver({ prefix, endpoint: store.url, ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }) });
     const path = join(tempDir('s3-fault'), 'blob');
-    const size = 17 * MiB;
-    await writeFile(path, randomBytes(size));
+    const data = randomBytes(size);
+    await writeFile(path, data);
     store.setFault({ ...fault, pathContains: prefix });
     const upload = driver.putGrowingFile('blobs/sha256/aa/refused', path, size, async () => undefined);
     upload.catch(() => undefined);
-    return { prefix, driver, upload };
+    return { prefix, driver, upload, data };
   }
 
   /** Nothing of the upload anywhere: no object, no open upload, and no part left in Swift's segments container. */
@@ -131,6 +131,25 @@ describe('S3Driver when the bucket fails during an upload', () => {
     await expect(upload).rejects.toThrow();
     store.setFault(null);
     expect([store.countOf('UploadPart', prefix), store.countOf('AbortMultipartUpload', prefix)]).toEqual([3, 1]);
+    await expectNothingStored(prefix, driver);
+  });
+
+  it.each(['error', 'cut'] as const)('sends a part, or a single PUT, again after one failure (%s), with its whole body', async (how) => {
+    for (const [operation, size] of [['UploadPart', 17 * MiB], ['PutObject', MiB]] as const) {
+      const { prefix, driver, upload, data } = await uploadThrough({ operation, how, times: 1, ...(operation === 'UploadPart' ? { part: 2 } : {}) }, { size });
+      await upload;
+      expect([store.faulted > 0, store.countOf(operation, prefix), store.countOf('AbortMultipartUpload', prefix)]).toEqual([true, operation === 'UploadPart' ? 4 : 2, 0]);
+      expect((await driver.get('blobs/sha256/aa/refused'))?.equals(data)).toBe(true);
+    }
+  });
+
+  it('fails a part the store never answers once the connection has been idle for idleTimeoutMs, and aborts the upload', async () => {
+    const started = Date.now();
+    const { prefix, driver, upload } = await uploadThrough({ operation: 'UploadPart', how: 'stall', part: 2 }, { idleTimeoutMs: 300 });
+    await expect(upload).rejects.toThrow(/timed out/);
+    store.setFault(null);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(store.countOf('AbortMultipartUpload', prefix)).toBe(1);
     await expectNothingStored(prefix, driver);
   });
 });

@@ -15,6 +15,7 @@ import { createReadStream } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -47,13 +48,23 @@ export interface S3DriverOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string } | undefined;
   /** Multipart uploads older than this are aborted at start (a replica died mid-upload). Default 1 day. */
   abandonedUploadAgeMs?: number;
+  /**
+   * A request whose connection stays idle this long fails (default 60 s, as an upstream's
+   * `timeouts.idle`): a store that stops answering must hold neither an upload nor a read forever.
+   */
+  idleTimeoutMs?: number;
 }
 
 /** Size of each part of a multipart upload, and how many are sent at once (each streamed from the disk). */
 const PART_BYTES = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 3;
+/** Attempts of each part (or single PUT) of an upload, and the first retry's mean wait / 4 (then 4x longer each). */
+const BODY_ATTEMPTS = 3;
+const RETRY_BASE_MS = 100;
 /** S3 allows at most 10,000 parts; larger known sizes get larger parts. */
 const MAX_PARTS = 10_000;
+
+const QUIET = { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
 /** Stores objects in an S3 bucket. */
 export class S3Driver implements StorageDriver {
@@ -75,7 +86,10 @@ export class S3Driver implements StorageDriver {
       // Plain signed payloads: aws-chunked uploads are refused (501) by Swift and Ceph RGW.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { httpAgent: new HttpAgent(agent), httpsAgent: new HttpsAgent(agent), connectionTimeout: 10_000 },
+      requestHandler: { httpAgent: new HttpAgent(agent), httpsAgent: new HttpsAgent(agent), connectionTimeout: 10_000, socketTimeout: options.idleTimeoutMs ?? 60_000 },
+      // What fails reaches the mirror's log through its callers, with the SDK's error; the SDK's own
+      // console warnings (e.g. that a request with a stream body is not retried: retried() does) would not.
+      logger: QUIET,
     });
   }
 
@@ -150,7 +164,7 @@ export class S3Driver implements StorageDriver {
     const partSize = Math.max(PART_BYTES, Math.ceil(size / MAX_PARTS));
     if (size <= partSize) {
       await ready(size);
-      await client.send(new PutObjectCommand({ Bucket, Key, ...bytes(0, size) }));
+      await retried(() => client.send(new PutObjectCommand({ Bucket, Key, ...bytes(0, size) })));
       return;
     }
     const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
@@ -165,7 +179,7 @@ export class S3Driver implements StorageDriver {
         const end = Math.min(size, (i + 1) * partSize);
         await Promise.race([ready(end), stopped]);
         if (failure) return;
-        const { ETag } = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, ...bytes(i * partSize, end) }));
+        const { ETag } = await retried(() => client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, ...bytes(i * partSize, end) })), () => failure !== undefined);
         parts[i] = { ETag, PartNumber: i + 1 };
       }
     };
@@ -232,6 +246,24 @@ export class S3Driver implements StorageDriver {
       throw new Error(`invalid storage key: ${key}`);
     }
     return this.prefix + key;
+  }
+}
+
+/**
+ * Sends a request whose body is a file range, again after a failure that may pass (no answer, a
+ * 5xx, 408 or 429), with a new body each time: the SDK retries no request with a stream body.
+ * `stop` ends the retries early (another part of the upload failed).
+ */
+async function retried<T>(send: () => Promise<T>, stop: () => boolean = () => false): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      const passing = status === undefined || status >= 500 || status === 408 || status === 429;
+      if (!passing || attempt >= BODY_ATTEMPTS || stop()) throw err;
+      await sleep(RETRY_BASE_MS * 4 ** attempt * (0.5 + Math.random() / 2));
+    }
   }
 }
 

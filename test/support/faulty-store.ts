@@ -18,8 +18,13 @@ export function s3Operation(r: Pick<RecordedRequest, 'method' | 'path'>): S3Oper
 /** A fault: which requests it hits, and how. */
 export interface StoreFault {
   operation: S3Operation;
-  /** 'error': the body is read, then 500 InternalError; 'cut': the connection closes after the body's first bytes. */
-  how: 'error' | 'cut';
+  /**
+   * 'error': the body is read, then 500 InternalError; 'cut': the connection closes after the
+   * body's first bytes; 'stall': the body is read and no answer ever comes.
+   */
+  how: 'error' | 'cut' | 'stall';
+  /** Hits this many requests at most, then the store is healed (default: until setFault(null)). */
+  times?: number;
   /** Only requests whose path (with query) contains this. */
   pathContains?: string;
   /** Only this part of a multipart upload (UploadPart). */
@@ -51,6 +56,7 @@ function fail(req: IncomingMessage, res: ServerResponse, how: StoreFault['how'])
     return;
   }
   req.resume();
+  if (how === 'stall') return;
   req.once('end', () => {
     res.writeHead(500, { 'content-type': 'application/xml' });
     res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>fault injected by the test store</Message></Error>');
@@ -67,13 +73,14 @@ export async function startFaultyStore(targetUrl: string): Promise<FaultyStore> 
       if (!hits(current, req)) return false;
       faulted++;
       fail(req, res, current!.how);
+      if (current!.times !== undefined && --current!.times === 0) current = null;
       return true;
     },
   });
   return {
     ...relay,
     setFault(fault: StoreFault | null) {
-      current = fault;
+      current = fault && { ...fault };
     },
     get faulted() {
       return faulted;
