@@ -1,5 +1,6 @@
 // The storage-driver contract against OpenStack Swift's S3 API, plus what only S3 has.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateBucketCommand, CreateMultipartUploadCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
@@ -95,7 +96,7 @@ describe('S3Driver when the bucket fails during an upload', () => {
   const MiB = 1024 * 1024;
 
   /** Uploads `size` bytes (17 MiB: three parts) through the faulty store under a fresh prefix, with `fault` on. */
-  async function uploadThrough(fault: Omit<StoreFault, 'pathContains'>, { size = 17 * MiB, idleTimeoutMs = undefined as number | undefined } = {}): Promise<{ prefix: string; driver: S3Driver; upload: Promise<void>; data: Buffer }> {
+  async function uploadThrough(fault: Omit<StoreFault, 'pathContains'>, { size = 17 * MiB, idleTimeoutMs = undefined as number | undefined } = {}): Promise<{ prefix: string; driver: S3Driver; upload: Promise<void>; data: Buffer; path: string }> {
     const prefix = `case-${randomUUID()}/`;
     const driver = freshDriver({ prefix, endpoint: store.url, ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }) });
     const path = join(tempDir('s3-fault'), 'blob');
@@ -104,7 +105,18 @@ describe('S3Driver when the bucket fails during an upload', () => {
     store.setFault({ ...fault, pathContains: prefix });
     const upload = driver.putGrowingFile('blobs/sha256/aa/refused', path, size, async () => undefined);
     upload.catch(() => undefined);
-    return { prefix, driver, upload, data };
+    return { prefix, driver, upload, data, path };
+  }
+
+  /** How many files this process holds open at `path` (each attempt's read of it must be closed). */
+  function openFilesAt(path: string): number {
+    return readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === path;
+      } catch {
+        return false; // closed meanwhile
+      }
+    }).length;
   }
 
   /** Nothing of the upload anywhere: no object, no open upload, and no part left in Swift's segments container. */
@@ -118,9 +130,10 @@ describe('S3Driver when the bucket fails during an upload', () => {
   }
 
   it.each(['error', 'cut'] as const)('rejects when the 2nd part fails (%s), aborts the upload and leaves no part behind', async (how) => {
-    const { prefix, driver, upload } = await uploadThrough({ operation: 'UploadPart', how, part: 2 });
+    const { prefix, driver, upload, path } = await uploadThrough({ operation: 'UploadPart', how, part: 2 });
     await expect(upload).rejects.toThrow();
     store.setFault(null);
+    expect(openFilesAt(path)).toBe(0);
     expect(store.countOf('AbortMultipartUpload', prefix)).toBe(1);
     expect(store.countOf('CompleteMultipartUpload', prefix)).toBe(0);
     await expectNothingStored(prefix, driver);

@@ -160,11 +160,20 @@ export class S3Driver implements StorageDriver {
   async putGrowingFile(key: string, path: string, size: number, ready: (end: number) => Promise<void>): Promise<void> {
     const Key = this.key(key);
     const { bucket: Bucket, client } = this;
-    const bytes = (start: number, end: number): { Body: Readable; ContentLength: number } => ({ Body: createReadStream(path, { start, end: end - 1 }), ContentLength: end - start });
+    // Each attempt reads the bytes anew, and closes its read whatever happened (a failed request leaves it open).
+    const sendRange = <T>(start: number, end: number, request: (range: { Body: Readable; ContentLength: number }) => Promise<T>, stop?: () => boolean): Promise<T> =>
+      retried(async () => {
+        const Body = createReadStream(path, { start, end: end - 1 });
+        try {
+          return await request({ Body, ContentLength: end - start });
+        } finally {
+          Body.destroy();
+        }
+      }, stop);
     const partSize = Math.max(PART_BYTES, Math.ceil(size / MAX_PARTS));
     if (size <= partSize) {
       await ready(size);
-      await retried(() => client.send(new PutObjectCommand({ Bucket, Key, ...bytes(0, size) })));
+      await sendRange(0, size, (range) => client.send(new PutObjectCommand({ Bucket, Key, ...range })));
       return;
     }
     const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
@@ -179,7 +188,7 @@ export class S3Driver implements StorageDriver {
         const end = Math.min(size, (i + 1) * partSize);
         await Promise.race([ready(end), stopped]);
         if (failure) return;
-        const { ETag } = await retried(() => client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, ...bytes(i * partSize, end) })), () => failure !== undefined);
+        const { ETag } = await sendRange(i * partSize, end, (range) => client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, ...range })), () => failure !== undefined);
         parts[i] = { ETag, PartNumber: i + 1 };
       }
     };
@@ -250,9 +259,9 @@ export class S3Driver implements StorageDriver {
 }
 
 /**
- * Sends a request whose body is a file range, again after a failure that may pass (no answer, a
- * 5xx, 408 or 429), with a new body each time: the SDK retries no request with a stream body.
- * `stop` ends the retries early (another part of the upload failed).
+ * Sends a request again after a failure that may pass (no answer, a 5xx, 408 or 429): for requests
+ * with a stream body, which the SDK does not retry. `stop` ends the retries early (another part of
+ * the upload failed).
  */
 async function retried<T>(send: () => Promise<T>, stop: () => boolean = () => false): Promise<T> {
   for (let attempt = 1; ; attempt++) {
