@@ -10,6 +10,7 @@ import {
   isBlobGet, seedImage, startFaultyStore, startFaultyUpstream, startRegistry, tempDir,
   type FaultyStore, type FaultyUpstream, type Registry, type SeededImage, type StoreFault,
 } from '../support/index.js';
+import { waitFor } from '../lifecycle/support.js';
 import { createTestBucket, startFleetMirror, verifyBucket, type TestBucket } from './fleet.js';
 import { startSwift, type SwiftServer } from './swift.js';
 
@@ -64,7 +65,7 @@ describe('regmirror on S3 storage', () => {
       expect([got.status, sha256(got.body)]).toEqual([200, blob.digest]);
     }
     // The commit follows the last byte to the client closely; wait for it.
-    for (const blob of image.blobs) await waitFor(async () => (await bucket.driver.stat(blobKey(blob.digest as Digest)))?.size === blob.size);
+    for (const blob of image.blobs) await waitFor(`${blob.digest} in the bucket`, async () => (await bucket.driver.stat(blobKey(blob.digest as Digest)))?.size === blob.size);
 
     const before = upstream.requests.length;
     const again = await send(`${b}/v2/team/app/manifests/v1?ns=quay.io`, { headers: { accept: ACCEPT_ALL } });
@@ -87,14 +88,14 @@ describe('regmirror on S3 storage', () => {
       upstream.setFault(fault, 1);
       const res = await fetch(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`);
       await expect(res.arrayBuffer()).rejects.toThrow();
-      await waitFor(async () => (await bucket.openUploads()) === 0);
+      await waitFor('no multipart upload left open', async () => (await bucket.openUploads()) === 0);
       expect(await bucket.driver.stat(blobKey(layer.digest as Digest))).toBeUndefined();
     }
     upstream.setFault(null);
     const good = await send(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`);
     expect(sha256(good.body)).toBe(layer.digest);
     expect(blobGets(layer.digest)).toBeGreaterThanOrEqual(3);
-    await waitFor(async () => (await bucket.driver.stat(blobKey(layer.digest as Digest))) !== undefined);
+    await waitFor('the layer in the bucket', async () => (await bucket.driver.stat(blobKey(layer.digest as Digest))) !== undefined);
     expect(await verifyBucket(bucket.driver)).toEqual({ checked: 1, corrupt: [] });
   });
 
@@ -103,9 +104,9 @@ describe('regmirror on S3 storage', () => {
     const layer = largest(image);
     const cold = await fetch(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`, { redirect: 'manual' });
     expect([cold.status, cold.headers.get('x-regmirror-cache'), sha256(Buffer.from(await cold.arrayBuffer()))]).toEqual([200, 'miss', layer.digest]);
-    await waitFor(async () => (await fetch(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`, { method: 'HEAD' })).headers.get('x-regmirror-cache') === 'hit');
+    await waitFor('a hit for the layer', async () => (await fetch(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`, { method: 'HEAD' })).headers.get('x-regmirror-cache') === 'hit');
     let warm: Response | undefined;
-    await waitFor(async () => {
+    await waitFor('a redirect', async () => {
       warm = await fetch(`${a}/v2/team/app/blobs/${layer.digest}?ns=quay.io`, { redirect: 'manual' });
       await warm.body?.cancel();
       return warm.status === 307;
@@ -132,15 +133,17 @@ describe('regmirror on S3 storage', () => {
     const small1 = await send(`${m.url}/v2/team/app/blobs/${small.digest}?ns=quay.io`);
     expect(sha256(small1.body)).toBe(small.digest);
     // Nothing fits in 1 kB: every blob nobody uses is evicted within a pass (a second). Ask for the
-    // layer until it is redirected (a miss stores it; a pass may take it before the next request).
-    let location: string | null = null;
-    for (let i = 0; i < 10 && !location; i++) {
+    // layer until it is redirected: a miss stores it (until its upload completes, requests are
+    // served from the spool; on a busy machine that takes a while), and a pass may take it before
+    // the next request.
+    let location = null as string | null;
+    await waitFor('a redirect to the layer', async () => {
       const res = await fetch(`${m.url}/v2/team/app/blobs/${layer.digest}?ns=quay.io`, { redirect: 'manual' });
       await res.arrayBuffer();
       location = res.status === 307 ? res.headers.get('location') : null;
-    }
-    expect(location).not.toBeNull();
-    await waitFor(async () => !(await inBucket(small.digest))); // eviction runs
+      return location !== null;
+    });
+    await waitFor('the small blob evicted', async () => !(await inBucket(small.digest))); // eviction runs
     await new Promise((resolve) => setTimeout(resolve, 2_500)); // two more passes
     expect(await inBucket(layer.digest)).toBe(true);
     const direct = await send(location!);
@@ -175,7 +178,7 @@ describe('regmirror on S3 storage when the bucket fails during a cold blob\'s up
     const first = await send(url);
     expect([first.status, first.headers.get('x-regmirror-cache'), first.body.length, sha256(first.body)]).toEqual([200, 'miss', blob.size, blob.digest]);
     // The spool file goes once the commit has ended, stored or not.
-    await waitFor(async () => (await readdir(join(folder, '_spool'))).length === 0);
+    await waitFor('the spool folder empty', async () => (await readdir(join(folder, '_spool'))).length === 0);
     expect(store.faulted).toBeGreaterThan(faultedBefore);
     expect(store.countOf('AbortMultipartUpload', prefix)).toBe(operation === 'PutObject' ? 0 : 1);
     const keys: string[] = [];
@@ -188,19 +191,10 @@ describe('regmirror on S3 storage when the bucket fails during a cold blob\'s up
     const second = await send(url);
     expect([second.status, second.headers.get('x-regmirror-cache'), sha256(second.body)]).toEqual([200, 'miss', blob.digest]);
     expect(blobGets(blob.digest)).toBe(2); // nothing was cached: fetched from upstream again
-    await waitFor(async () => (await bucket.driver.stat(blobKey(blob.digest as Digest)))?.size === blob.size);
+    await waitFor('the blob in the bucket', async () => (await bucket.driver.stat(blobKey(blob.digest as Digest)))?.size === blob.size);
     expect(await verifyBucket(bucket.driver)).toEqual({ checked: 1, corrupt: [] });
     expect(await bucket.openUploads()).toBe(0);
     const third = await send(url);
     expect([third.status, third.headers.get('x-regmirror-cache'), sha256(third.body), blobGets(blob.digest)]).toEqual([200, 'hit', blob.digest, 2]);
   });
 });
-
-/** Polls `check` until it is true (up to 10 s). */
-async function waitFor(check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error('condition not met within 10 s');
-}
