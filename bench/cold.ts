@@ -12,7 +12,7 @@ import { startLink } from './link.js';
 import { coldBlob, fetchImage, stampede, timedPull } from './measure.js';
 import { watchPeakRss } from './memory.js';
 import type { Column, Samples } from './report.js';
-import { startDistributionProxy, startRegmirror, type BenchServer } from './servers.js';
+import { startDistributionProxy, startRegmirror, type BenchServer, type RegmirrorOptions } from './servers.js';
 import { linkBytesPerSecond, type BenchSettings } from './settings.js';
 import type { BenchImage, BenchUpstream } from './upstream.js';
 import { rotation } from './warm.js';
@@ -24,8 +24,9 @@ type Mirror = 'regmirror' | 'distribution';
  * mirror's peak RSS. The mirror first serves `warm` (cold too, but not measured), so that what is
  * measured is a cold cache, not a cold process: JIT, upstream connection and token are warm.
  */
-export async function withFreshMirror<T>(mirror: Mirror, upstreamUrl: string, warm: BenchImage, fn: (server: BenchServer) => Promise<T>, cpus?: string): Promise<{ value: T; rss: number | undefined }> {
-  const server = await (mirror === 'regmirror' ? startRegmirror(upstreamUrl) : startDistributionProxy(upstreamUrl));
+export async function withFreshMirror<T>(mirror: Mirror, upstreamUrl: string, warm: BenchImage, fn: (server: BenchServer) => Promise<T>, opts: { cpus?: string | undefined; regmirror?: RegmirrorOptions } = {}): Promise<{ value: T; rss: number | undefined }> {
+  const { cpus } = opts;
+  const server = await (mirror === 'regmirror' ? startRegmirror(upstreamUrl, opts.regmirror) : startDistributionProxy(upstreamUrl));
   try {
     if (cpus !== undefined) pin(server.pid, cpus);
     const meter = watchPeakRss(server.pid);
@@ -43,7 +44,7 @@ export async function withFreshMirror<T>(mirror: Mirror, upstreamUrl: string, wa
  */
 async function fromColdSource(column: Column, upstreamUrl: string, warm: BenchImage, samples: Samples, fn: (url: string) => Promise<void>, mirrorCpus?: string): Promise<void> {
   if (column === 'limit') return fn(upstreamUrl);
-  const { rss } = await withFreshMirror(column, upstreamUrl, warm, (server) => fn(server.url), mirrorCpus);
+  const { rss } = await withFreshMirror(column, upstreamUrl, warm, (server) => fn(server.url), { cpus: mirrorCpus });
   samples.add('w4.rss', column, rss);
 }
 

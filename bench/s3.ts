@@ -10,9 +10,9 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createTestBucket } from '../test/scale-out/fleet.js';
 import { startSwift } from '../test/scale-out/swift.js';
-import { curlSeries, expectComplete, followLoad, wrk } from './load.js';
+import { withFreshMirror } from './cold.js';
+import { curlOnce, curlSeries, expectComplete, followLoad, wrk } from './load.js';
 import { fetchImage, singleClientThroughput } from './measure.js';
-import { watchPeakRss } from './memory.js';
 import { Samples } from './report.js';
 import { startRegmirror, type BenchServer } from './servers.js';
 import type { BenchSettings } from './settings.js';
@@ -79,24 +79,18 @@ async function warmUp(replicas: Replicas, images: BenchImage[]): Promise<void> {
 }
 
 /**
- * Every layer of `image` asked for at once from a fresh `server`: the seconds until the clients had
- * all their bytes, and the server's peak RSS until each blob is stored (for S3, uploaded).
+ * Every layer of `image` asked for at once from `server`, one curl each: the seconds until the
+ * clients had all their bytes; resolves once each blob is stored (for S3, uploaded).
  */
-async function coldAtOnce(server: BenchServer, image: BenchImage): Promise<{ seconds: number; rss: number | undefined }> {
-  const meter = watchPeakRss(server.pid);
+async function coldAtOnce(server: BenchServer, image: BenchImage): Promise<number> {
   const started = performance.now();
-  const layers = image.image.blobs.filter((b) => b.size === image.layer.size);
-  await Promise.all(layers.map(async (blob) => {
-    const res = await fetch(`${server.url}/v2/${image.image.repo}/blobs/${blob.digest}`);
-    let received = 0;
-    for await (const chunk of res.body!) received += chunk.length;
-    if (res.status !== 200 || received !== blob.size) throw new Error(`S3 workload 5: ${res.status} with ${received} of ${blob.size} bytes of ${blob.digest}`);
-  }));
+  const urls = image.image.blobs.filter((b) => b.size === image.layer.size).map((b) => `${server.url}/v2/${image.image.repo}/blobs/${b.digest}`);
+  expectComplete(await Promise.all(urls.map((url) => curlOnce(url))), image.layer.size, 'S3 workload 5');
   const seconds = (performance.now() - started) / 1000;
-  for (const blob of layers) {
-    await until(`${blob.digest} stored`, async () => (await fetch(`${server.url}/v2/${image.image.repo}/blobs/${blob.digest}`, { method: 'HEAD' })).headers.get('x-regmirror-cache') === 'hit');
+  for (const url of urls) {
+    await until(`${url} stored`, async () => (await fetch(url, { method: 'HEAD' })).headers.get('x-regmirror-cache') === 'hit');
   }
-  return { seconds, rss: meter.stop() };
+  return seconds;
 }
 
 /** One timed download of the blob per column: its MB/s, so that a workload-1 series lasts about as long in every column. */
@@ -179,15 +173,10 @@ export async function runS3Column(settings: BenchSettings, upstream: BenchUpstre
         // A fresh replica, on a fresh prefix of the bucket: every blob is cold.
         const fresh = column === 'filesystem' ? undefined : await createTestBucket(swift, 'regmirror-bench');
         try {
-          const server = await startRegmirror(upstreamUrl, fresh ? { config: { storage: { ...fresh.storage, redirect: column === 'redirect' } } } : {});
-          try {
-            await fetchImage(server.url, small); // a cold cache, not a cold process
-            const { seconds, rss } = await coldAtOnce(server, many);
-            samples.add('s3.w5.total', column, seconds);
-            samples.add('s3.w5.rss', column, rss);
-          } finally {
-            await server.stop();
-          }
+          const regmirror = fresh ? { config: { storage: { ...fresh.storage, redirect: column === 'redirect' } } } : {};
+          const { value: seconds, rss } = await withFreshMirror('regmirror', upstreamUrl, small, (server) => coldAtOnce(server, many), { regmirror });
+          samples.add('s3.w5.total', column, seconds);
+          samples.add('s3.w5.rss', column, rss);
         } finally {
           fresh?.close();
         }
