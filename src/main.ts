@@ -9,7 +9,10 @@ import type { Logger } from 'pino';
 import { BlobCache } from './cache/blobs.js';
 import { ListCache } from './cache/lists.js';
 import { ManifestCache } from './cache/manifests.js';
-import type { Config } from './config/schema.js';
+import { changesAnything, configChanges, type ConfigChanges, type CredentialsByUpstream } from './config/changes.js';
+import { resolveCredentials, type Credentials } from './config/credentials.js';
+import { ConfigError } from './config/error.js';
+import type { Config, UpstreamConfig } from './config/schema.js';
 import type { Coordination } from './coordination/coordination.js';
 import { createRequestObserver, type RequestRecord } from './http/access.js';
 import { cidrList, parseListenAddress } from './network/addresses.js';
@@ -19,7 +22,7 @@ import { MetadataStore } from './metadata/records.js';
 import { CacheLifecycle, type FleetEviction } from './lifecycle/lifecycle.js';
 import { Metrics, type FleetMetrics } from './metrics/metrics.js';
 import { RepositoryFilter } from './routing/repository-filter.js';
-import { Router } from './routing/router.js';
+import { Router, type RouteTarget } from './routing/router.js';
 import type { OpenProxy } from './proxy/open.js';
 import { readStartupInputs, type StartupInputs } from './startup-inputs.js';
 import { FilesystemDriver } from './storage/filesystem.js';
@@ -39,9 +42,17 @@ export interface Mirror {
   listeners: OpenListener[];
   /** The CONNECT proxy, when `proxy` is configured. */
   proxy?: OpenProxy | undefined;
+  /**
+   * Applies the configuration `load` returns (SIGHUP), whole or not at all (config/changes.ts), and
+   * logs the outcome. Requests under way finish on what they started with.
+   */
+  reload(load: () => Readonly<Config>): ReloadOutcome;
   /** Stops accepting requests, lets open ones finish (up to `graceMs`), closes upstream pools. */
   close(graceMs?: number): Promise<void>;
 }
+
+/** What a reload did: what changed, or why nothing was applied. */
+export type ReloadOutcome = { applied: true; changes: ConfigChanges } | { applied: false; error: string };
 
 /** Starts a mirror for a validated configuration. */
 export async function startMirror(config: Readonly<Config>, logger: Logger): Promise<Mirror> {
@@ -60,18 +71,26 @@ export async function startMirror(config: Readonly<Config>, logger: Logger): Pro
 async function assemble(config: Readonly<Config>, logger: Logger, inputs: StartupInputs): Promise<Mirror> {
   const metrics = new Metrics();
   const status = new StatusTracker({ upstreams: Object.keys(config.upstreams) });
+  const newClient = (name: string, upstream: UpstreamConfig, credentials: Credentials | undefined): UpstreamClient => new UpstreamClient({
+    name,
+    url: upstream.url,
+    credentials,
+    timeouts: upstream.timeouts,
+    retries: upstream.retries,
+    logger,
+    ...status.upstreamObserver(name, metrics.upstreamObserver(name)),
+  });
   const clients = new Map<string, UpstreamClient>();
-  for (const [name, upstream] of Object.entries(config.upstreams)) {
-    clients.set(name, new UpstreamClient({
-      name,
-      url: upstream.url,
-      credentials: inputs.upstreamCredentials.get(name),
-      timeouts: upstream.timeouts,
-      retries: upstream.retries,
-      logger,
-      ...status.upstreamObserver(name, metrics.upstreamObserver(name)),
-    }));
-  }
+  for (const [name, upstream] of Object.entries(config.upstreams)) clients.set(name, newClient(name, upstream, inputs.upstreamCredentials.get(name)));
+  // Clients a reload replaced, closing once the requests they carry are done.
+  const retiring = new Set<Promise<void>>();
+  const retire = (client: UpstreamClient): void => {
+    const closed: Promise<void> = client.close().catch(() => undefined).finally(() => retiring.delete(closed));
+    retiring.add(closed);
+  };
+  // What the running mirror was configured with: the start's configuration, then each reload's.
+  let running = { config, credentials: inputs.upstreamCredentials as CredentialsByUpstream };
+  const router = new Router(routeTargets(config), config.routing.defaultUpstream);
 
   // What the start opens from here on. shutdown() closes whatever of it is open: when a later step
   // of the start fails (a port taken, an index that cannot be opened) as when the mirror closes.
@@ -85,7 +104,7 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
       l.server.closeIdleConnections();
       setTimeout(() => l.server.closeAllConnections(), graceMs).unref();
     })), proxy?.close(graceMs)]);
-    await Promise.all([...clients.values()].map((c) => c.close()));
+    await Promise.all([...[...clients.values()].map((c) => c.close()), ...retiring]);
     await lifecycle?.close();
     if (storage && !(storage instanceof FilesystemDriver)) storage.close();
     coordination?.close();
@@ -120,7 +139,7 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
       storage,
       metadata,
       upstream,
-      tagTTL: (name) => config.upstreams[name]?.tagTTL ?? config.cache.tagTTL,
+      tagTTL: (name) => running.config.upstreams[name]?.tagTTL ?? running.config.cache.tagTTL,
       serveStaleOnError: config.cache.serveStaleOnError,
       memoryBytes: config.cache.manifestMemoryBytes,
       logger,
@@ -129,10 +148,6 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     });
     const lists = new ListCache(storage, upstream, config.cache.serveStaleOnError);
 
-    const router = new Router(
-      Object.entries(config.upstreams).map(([name, u]) => ({ name, hosts: u.hosts, dockerHubNames: u.dockerHubNames ?? false, repositories: RepositoryFilter.compile(u.repositories) })),
-      config.routing.defaultUpstream,
-    );
     const api = new RegistryApi({ blobs, manifests, lists });
     const account = createRequestObserver(metrics, logger, config.log.accessLog);
     // The status page names repositories, which /metrics never does: only on a listener of its own.
@@ -170,12 +185,51 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     throw err;
   }
 
+  const reload = (load: () => Readonly<Config>): ReloadOutcome => {
+    let next: Readonly<Config>;
+    let changes: ConfigChanges;
+    let credentials: Map<string, Credentials | undefined>;
+    let targets: RouteTarget[];
+    try {
+      next = load();
+      credentials = new Map(Object.entries(next.upstreams).map(([name, upstream]) => [name, resolveCredentials(name, upstream.credentials)]));
+      changes = configChanges(running.config, running.credentials, next, credentials);
+      if (changes.needRestart.length > 0) throw new ConfigError(`${changes.needRestart.join(', ')} changed, which a reload cannot apply: restart regmirror for them`);
+      targets = routeTargets(next);
+    } catch (err) {
+      metrics.configLoaded(false);
+      const error = (err as Error).message;
+      logger.error({ error }, 'configuration not reloaded; the running one stays');
+      return { applied: false, error };
+    }
+    // Nothing from here on can fail: the new configuration applies whole.
+    for (const name of [...changes.removed, ...changes.changed]) {
+      retire(clients.get(name)!);
+      clients.delete(name);
+    }
+    for (const name of [...changes.added, ...changes.changed]) clients.set(name, newClient(name, next.upstreams[name]!, credentials.get(name)));
+    router.reconfigure(targets, next.routing.defaultUpstream);
+    status.setUpstreams(Object.keys(next.upstreams), changes.changed);
+    logger.level = next.log.level;
+    running = { config: next, credentials };
+    metrics.configLoaded(true);
+    const { added, removed, changed, settings } = changes;
+    if (changesAnything(changes)) logger.info({ added, removed, changed, settings }, 'configuration reloaded');
+    else logger.info('configuration reloaded: no change');
+    return { applied: true, changes };
+  };
+
   let closing: Promise<void> | undefined;
   const close = async (graceMs: number): Promise<void> => {
     await shutdown(graceMs);
     await inputs.close();
   };
-  return { listeners, proxy: opened.proxy, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
+  return { listeners, proxy: opened.proxy, reload, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
+}
+
+/** What the router knows of each configured upstream. */
+function routeTargets(config: Readonly<Config>): RouteTarget[] {
+  return Object.entries(config.upstreams).map(([name, u]) => ({ name, hosts: u.hosts, dockerHubNames: u.dockerHubNames ?? false, repositories: RepositoryFilter.compile(u.repositories) }));
 }
 
 /** Eviction by the fleet-wide record in Redis, with its metrics. */

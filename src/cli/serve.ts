@@ -18,9 +18,9 @@ export function registerServe(program: Command): void {
     .option('-u, --upstream <name=url>', 'mirror registry <name> at <url>; user:password@ in the URL are its credentials (repeatable; replaces upstreams)', collect)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .addOption(new Option('--log-format <format>', 'log format').choices(['json', 'pretty']))
-    .action(async (opts: ConfigOverrides & { config?: string; logLevel?: string; logFormat?: 'json' | 'pretty' }) => {
+    .action(async (opts: ConfigOverrides & { config?: string }) => {
       const config = loadConfig(opts.config, opts);
-      const logger = createLogger({ level: opts.logLevel ?? config.log.level, format: opts.logFormat ?? config.log.format });
+      const logger = createLogger({ level: config.log.level, format: config.log.format });
       const mirror = await startMirror(config, logger);
       const stop = (signal: string): void => {
         logger.info({ signal }, 'shutting down');
@@ -28,6 +28,8 @@ export function registerServe(program: Command): void {
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
+      // The same file and flags again; the flags still win over the file.
+      process.on('SIGHUP', () => mirror.reload(() => loadConfig(opts.config, opts)));
     });
 }
 

@@ -19,6 +19,10 @@ export interface ConfigOverrides {
   data?: string;
   /** `name=url`, repeatable; replaces `upstreams`. User-info in the URL becomes credentials. */
   upstream?: string[];
+  /** Replaces `log.level`. */
+  logLevel?: string;
+  /** Replaces `log.format`. */
+  logFormat?: string;
 }
 
 /** Loads the file at `path` (or the embedded default), applies `overrides`, validates and freezes it. */
@@ -69,6 +73,10 @@ function applyOverrides(raw: unknown, overrides: ConfigOverrides): unknown {
     // The file's default upstream may be gone from the replaced list; a lone upstream is the default.
     const defaultUpstream = routing.defaultUpstream && names.includes(routing.defaultUpstream) ? routing.defaultUpstream : names.length === 1 ? names[0] : undefined;
     doc.routing = { ...routing, defaultUpstream };
+  }
+  if (overrides.logLevel !== undefined || overrides.logFormat !== undefined) {
+    const log = (doc.log ?? {}) as Record<string, unknown>;
+    doc.log = { ...log, level: overrides.logLevel ?? log.level, format: overrides.logFormat ?? log.format };
   }
   if (overrides.listen?.length) {
     doc.listeners = overrides.listen.map((spec) => {

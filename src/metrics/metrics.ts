@@ -137,11 +137,31 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Named as Prometheus names its own, so that the usual alert on a failed reload fits.
+  readonly configReloadSuccessful = new Gauge({
+    name: 'regmirror_config_last_reload_successful',
+    help: 'Whether the last configuration reload (SIGHUP) was applied, or changed nothing: 1, or 0 when it failed',
+    registers: [this.registry],
+  });
+
+  readonly configReloadSuccessTime = new Gauge({
+    name: 'regmirror_config_last_reload_success_timestamp_seconds',
+    help: 'When the configuration was last loaded successfully (at start, or by a reload), in Unix seconds',
+    registers: [this.registry],
+  });
+
   private proxyMetrics: ProxyMetrics | undefined;
   private fleetMetrics: FleetMetrics | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'regmirror_' });
+    this.configLoaded(true);
+  }
+
+  /** The outcome of loading the configuration: at start, and at each reload. */
+  configLoaded(ok: boolean): void {
+    this.configReloadSuccessful.set(ok ? 1 : 0);
+    if (ok) this.configReloadSuccessTime.set(Date.now() / 1000);
   }
 
   /** The CONNECT proxy's metrics, registered at the first call (by a process that runs the proxy). */

@@ -57,22 +57,24 @@ const API_PATH = /^(.+)\/(manifests|blobs|referrers)\/([^/]+)$/;
 const TAGS_PATH = /^(.+)\/tags\/list$/;
 const UPLOAD_PATH = /^(.+)\/blobs\/uploads(?:\/.*)?$/;
 
-/** Maps requests to upstreams; built once from the configuration. */
+/** Maps requests to upstreams; built from the configuration, and again by each reload. */
 export class Router {
-  private readonly byName = new Map<string, RouteTarget>();
-  private readonly targets: readonly RouteTarget[];
+  private byName = new Map<string, RouteTarget>();
+  private defaultUpstream: string | undefined;
 
-  constructor(targets: readonly RouteTarget[], private readonly defaultUpstream?: string) {
-    this.targets = targets;
-    for (const target of targets) {
-      this.byName.set(target.name.toLowerCase(), target);
-      for (const host of target.hosts) this.byName.set(host.toLowerCase(), target);
-    }
+  constructor(targets: readonly RouteTarget[], defaultUpstream?: string) {
+    this.reconfigure(targets, defaultUpstream);
   }
 
-  /** The configured upstream names, in configuration order. */
-  get upstreamNames(): string[] {
-    return this.targets.map((t) => t.name);
+  /** Routes by these upstreams from now on; a request already routed keeps its route. */
+  reconfigure(targets: readonly RouteTarget[], defaultUpstream?: string): void {
+    const byName = new Map<string, RouteTarget>();
+    for (const target of targets) {
+      byName.set(target.name.toLowerCase(), target);
+      for (const host of target.hosts) byName.set(host.toLowerCase(), target);
+    }
+    this.byName = byName;
+    this.defaultUpstream = defaultUpstream;
   }
 
   /** Looks an upstream up by its name or one of its host aliases. */

@@ -65,6 +65,18 @@ describe('status snapshot', () => {
     expect(s.cache.limitBytes).toBeNull();
   });
 
+  it('follows the upstreams a reload leaves: kept ones keep their health, changed ones start over', async () => {
+    const now = { t: 1_700_000_000_000 };
+    const { metrics, tracker } = setup(now);
+    for (const name of ['docker.io', 'ghcr.io']) tracker.upstreamObserver(name, metrics.upstreamObserver(name)).onFailure('timeout');
+    tracker.setUpstreams(['quay.io', 'ghcr.io', 'docker.io'], ['ghcr.io']);
+    const s = await takeSnapshot({ tracker, metrics });
+    expect(s.upstreams.map((u) => [u.name, u.health])).toEqual([['quay.io', 'unknown'], ['ghcr.io', 'unknown'], ['docker.io', 'down']]);
+    tracker.setUpstreams(['quay.io'], []);
+    expect((await takeSnapshot({ tracker, metrics })).upstreams.map((u) => u.name)).toEqual(['quay.io']);
+    expect(tracker.upstream('docker.io').health).toBe('unknown');
+  });
+
   it('has no proxy part without a proxy, and reads every proxy metric with one', async () => {
     const now = { t: 1_700_000_000_000 };
     const { metrics, tracker } = setup(now);

@@ -63,7 +63,7 @@ const monotonicNow = (): number => performance.timeOrigin + performance.now();
 /** Tracks requests and upstream answers for the status page. Per-event work is O(1). */
 export class StatusTracker {
   readonly startedAt: number;
-  readonly upstreamNames: readonly string[];
+  private names: readonly string[] = [];
   private readonly series = new RingSeries();
   private readonly images: TopImages;
   private readonly states = new Map<string, UpstreamState>();
@@ -75,11 +75,22 @@ export class StatusTracker {
   constructor(options: StatusTrackerOptions) {
     this.now = options.now ?? monotonicNow;
     this.startedAt = this.now();
-    this.upstreamNames = [...options.upstreams];
     this.degradedForMs = options.degradedForMs ?? 300_000;
     this.images = new TopImages(options.imageCapacity);
     this.proxyRates = new CounterRates(this.startedAt, CONNECT_OUTCOMES);
-    for (const name of options.upstreams) this.states.set(name, { lastSuccessAt: 0, lastFailureAt: 0, lastFailure: '' });
+    this.setUpstreams(options.upstreams, []);
+  }
+
+  /** The configured upstream names, in configuration order. */
+  get upstreamNames(): readonly string[] {
+    return this.names;
+  }
+
+  /** The upstreams after a reload; those in `fresh` (a new URL, say) start again with no answers seen. */
+  setUpstreams(names: readonly string[], fresh: readonly string[]): void {
+    this.names = [...names];
+    for (const name of this.states.keys()) if (!names.includes(name) || fresh.includes(name)) this.states.delete(name);
+    for (const name of names) if (!this.states.has(name)) this.states.set(name, { lastSuccessAt: 0, lastFailureAt: 0, lastFailure: '' });
   }
 
   /** Accounts for one finished request; pulls are manifest GETs answered 2xx, as Docker Hub counts them. */

@@ -22,6 +22,7 @@ function unitHere(): string {
 describe('the systemd unit', () => {
   it('passes systemd-analyze verify without a warning', async () => {
     expect(UNIT).toContain('ExecStart=/opt/regmirror/dist/cli/main.js serve --config /etc/regmirror/regmirror.yaml');
+    expect(UNIT).toContain('ExecReload=/bin/kill -HUP $MAINPID');
     // verify exits 0 on unknown keys and bad values, and only prints them: any output is a problem.
     const { stdout, stderr } = await promisify(execFile)('systemd-analyze', ['verify', unitHere()]);
     expect(stdout + stderr).toBe('');

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/load.js';
-import type { ConfigInput } from '../../src/config/schema.js';
-import { startMirror, type Mirror } from '../../src/main.js';
+import type { Config, ConfigInput } from '../../src/config/schema.js';
+import { startMirror, type Mirror, type ReloadOutcome } from '../../src/main.js';
 
 /** A running test mirror. */
 export interface TestMirror {
@@ -19,6 +19,8 @@ export interface TestMirror {
   /** 127.0.0.1:PORT of the CONNECT proxy, when one was asked for. */
   proxyHost?: string;
   mirror: Mirror;
+  /** Reloads the mirror with its options changed by `changes`, kept for the next reload as edits of a file are (a SIGHUP). */
+  reload(changes: Partial<TestMirrorOptions>): ReloadOutcome;
   close(): Promise<void>;
 }
 
@@ -46,7 +48,30 @@ export interface TestMirrorOptions {
 /** Starts regmirror with the given upstreams; logs are silent unless REGMIRROR_TEST_LOG is set. */
 export async function startTestMirror(options: TestMirrorOptions): Promise<TestMirror> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'regmirror-data-'));
-  const config = parseConfig({
+  const config = testConfig(options, dataDir);
+  const logger = options.logStream ? pino({ level: config.log.level }, options.logStream) : pino({ level: config.log.level });
+  const mirror = await startMirror(config, logger);
+  const hosts = mirror.listeners.map((l) => `127.0.0.1:${l.address.port}`);
+  let current = options;
+  const proxyHost = mirror.proxy && `127.0.0.1:${mirror.proxy.address.port}`;
+  return {
+    url: `${options.tls ? 'https' : 'http'}://${hosts[0]}`,
+    host: hosts[0]!,
+    hosts,
+    dataDir,
+    ...(proxyHost ? { proxyHost } : {}),
+    mirror,
+    reload: (changes) => {
+      current = { ...current, ...changes };
+      return mirror.reload(() => testConfig(current, dataDir));
+    },
+    close: () => mirror.close(100),
+  };
+}
+
+/** The configuration a test mirror runs with. */
+function testConfig(options: TestMirrorOptions, dataDir: string): Readonly<Config> {
+  return parseConfig({
     version: 1,
     listeners: (options.listeners ?? [undefined]).map((upstream, i) => ({
       address: '127.0.0.1:0',
@@ -64,9 +89,4 @@ export async function startTestMirror(options: TestMirrorOptions): Promise<TestM
     upstreams: options.upstreams,
     ...(options.proxy ? { proxy: { listen: '127.0.0.1:0', ...options.proxy } } : {}),
   });
-  const logger = options.logStream ? pino({ level: config.log.level }, options.logStream) : pino({ level: config.log.level });
-  const mirror = await startMirror(config, logger);
-  const hosts = mirror.listeners.map((l) => `127.0.0.1:${l.address.port}`);
-  const proxyHost = mirror.proxy && `127.0.0.1:${mirror.proxy.address.port}`;
-  return { url: `${options.tls ? 'https' : 'http'}://${hosts[0]}`, host: hosts[0]!, hosts, dataDir, ...(proxyHost ? { proxyHost } : {}), mirror, close: () => mirror.close(100) };
 }
