@@ -23,6 +23,8 @@ export interface BenchServer {
   logPath?: string;
   /** Its cache folder (regmirror only), until `stop` removes it. */
   dataDir?: string;
+  /** Rewrites its config file with `config` (as RegmirrorOptions.config) and sends SIGHUP (regmirror only). */
+  reload?(config: Record<string, unknown>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -47,7 +49,10 @@ export interface RegmirrorOptions {
   main?: string;
   /** More options for node (default: BENCH_NODE_FLAGS, space-separated), e.g. `--cpu-prof --cpu-prof-dir=DIR`. */
   nodeFlags?: string[];
-  /** Config sections (e.g. `storage` for an S3 bucket, `cache`), written to a config file; the command line still sets listener, folder and upstream. */
+  /**
+   * Config sections (e.g. `storage` for an S3 bucket, `cache`), written to a config file; the
+   * command line still sets listener and folder, and the upstream unless `upstreams` is given here.
+   */
   config?: Record<string, unknown>;
 }
 
@@ -76,7 +81,7 @@ export async function startRegmirror(upstreamUrl: string, opts: RegmirrorOptions
     const log = openSync(logPath, 'a');
     const child = spawnTracked(process.execPath, [
       ...nodeFlags, main, 'serve', ...(opts.config ? ['--config', configFile] : []),
-      '--listen', `127.0.0.1:${port}`, '--data', join(dir, 'data'), '--upstream', `docker.io=${upstreamUrl}`, '--log-level', 'warn',
+      '--listen', `127.0.0.1:${port}`, '--data', join(dir, 'data'), ...(opts.config?.upstreams ? [] : ['--upstream', `docker.io=${upstreamUrl}`]), '--log-level', 'warn',
     ], { stdio: ['ignore', log, log] });
     closeSync(log);
     const exit = exited(child);
@@ -92,6 +97,10 @@ export async function startRegmirror(upstreamUrl: string, opts: RegmirrorOptions
       pid,
       logPath,
       dataDir: join(dir, 'data'),
+      async reload(config) {
+        await writeFile(configFile, JSON.stringify({ version: 1, ...config }));
+        child.kill('SIGHUP');
+      },
       async stop() {
         // SIGINT lets node write a --cpu-prof profile; regmirror exits 0 on it.
         child.kill('SIGINT');

@@ -1,14 +1,17 @@
 /**
  * `npm run soak`: regmirror under mixed load for minutes, with a cache limit far below what the
  * clients ask for, so that downloads, evictions, revalidations and clients leaving mid-blob go on
- * all the time. Every 10 s it samples the mirror's RSS, heap, external memory, open files and
+ * all the time, and its configuration reloaded every few seconds, docker.io's URL switching between
+ * the upstream and a relay to it (each reload replaces that upstream's connection pool). Every 10 s it samples the mirror's RSS, heap, external memory, open files and
  * handles; at the end it checks that nothing failed, that every blob and range served (but those
  * left mid-way) and every blob stored matches the upstream's bytes, that memory and open files did not grow from the middle third of the run to
- * the last, and that the idle cache is within its limit. Exits 1 when a check fails.
+ * the last, that every reload applied and both URLs served, and that the idle cache is within its
+ * limit. Exits 1 when a check fails.
  *
  *   SOAK_MINUTES=N  minutes of load (default 5)
  *   SOAK_IMAGES=N   images of three 0.3-6 MB layers in the upstream (default 32, about 300 MB)
  *   SOAK_LIMIT=SIZE the mirror's storage.maxSize (default 120MB: about 40 % of the images)
+ *   SOAK_RELOAD_SECONDS=N seconds between reloads (default 5)
  *
  * Clients (all at once): four fetchers, each asking for a random image's manifest by tag, then one
  * of its blobs — whole and verified (80 %), from a third on (`Range`, 10 %), or left after the
@@ -20,7 +23,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256 } from '../test/harness/http.js';
 import { metric, metricsOf } from '../test/support/http.js';
-import { seedImage, sha256File, skopeoCopyToDir, startRegistry, tempDir, type SeededImage } from '../test/support/index.js';
+import { seedImage, sha256File, skopeoCopyToDir, startCountingRelay, startRegistry, tempDir, type Relay, type SeededImage } from '../test/support/index.js';
 import { MANIFEST_ACCEPT } from './measure.js';
 import { currentRssMB } from './memory.js';
 import { runScript } from './script.js';
@@ -142,6 +145,16 @@ async function sample(mirror: BenchServer, started: number): Promise<Sample> {
   };
 }
 
+/** Until `until`, reloads the mirror every `seconds` with docker.io's URL switched; returns how many reloads were sent. */
+async function reloader(mirror: BenchServer, config: (url: string) => Record<string, unknown>, urls: [string, string], seconds: number, until: number): Promise<number> {
+  let reloads = 0;
+  while (Date.now() + seconds * 1000 < until) {
+    await sleep(seconds * 1000);
+    await mirror.reload!(config(urls[++reloads % 2]!));
+  }
+  return reloads;
+}
+
 /** How much the median of `value` grew from the middle third of `samples` to the last third. */
 function growth(samples: Sample[], value: (s: Sample) => number): number {
   const third = Math.floor(samples.length / 3);
@@ -177,7 +190,9 @@ async function main(): Promise<void> {
   const minutes = positiveInt('SOAK_MINUTES', 5);
   const imageCount = positiveInt('SOAK_IMAGES', 32);
   const limit = process.env.SOAK_LIMIT ?? '120MB';
+  const reloadSeconds = positiveInt('SOAK_RELOAD_SECONDS', 5);
   const registry = await startRegistry();
+  let relay: Relay | undefined;
   let mirror: BenchServer | undefined;
   let failed = 0;
   try {
@@ -193,9 +208,11 @@ async function main(): Promise<void> {
       images.push(...(await Promise.all(batch)));
     }
     const seeded = images.flatMap((i) => i.blobs).reduce((sum, b) => sum + b.size, 0);
-    console.log(`soak: ${minutes} min, ${images.length} images (${(seeded / MB).toFixed(0)} MB) upstream, cache limit ${limit}, tag TTL 2 s`);
+    console.log(`soak: ${minutes} min, ${images.length} images (${(seeded / MB).toFixed(0)} MB) upstream, cache limit ${limit}, tag TTL 2 s, a reload every ${reloadSeconds} s`);
 
-    mirror = await startRegmirror(registry.url, { config: { storage: { maxSize: limit }, cache: { tagTTL: '2s' } } });
+    relay = await startCountingRelay(registry.url);
+    const config = (url: string): Record<string, unknown> => ({ storage: { maxSize: limit }, cache: { tagTTL: '2s' }, routing: { defaultUpstream: 'docker.io' }, upstreams: { 'docker.io': { url } } });
+    mirror = await startRegmirror(registry.url, { config: config(registry.url) });
     const started = Date.now();
     const until = started + minutes * 60_000;
     const tally = new Tally();
@@ -210,7 +227,8 @@ async function main(): Promise<void> {
         show(samples.at(-1)!);
       }
     })();
-    await Promise.all([
+    const [reloads] = await Promise.all([
+      reloader(mirror, config, [registry.url, relay.url], reloadSeconds, until),
       ...Array.from({ length: 4 }, () => fetcher(mirror!.url, images, until, tally)),
       ...Array.from({ length: 2 }, () => puller(mirror!.url, images, until, tally)),
     ]);
@@ -225,6 +243,8 @@ async function main(): Promise<void> {
     const rssGrowth = growth(samples, (s) => s.rssMB);
     const fileGrowth = growth(samples, (s) => s.openFiles);
     const limitMB = (await metric(mirror.url, 'regmirror_cache_limit_bytes')) / MB;
+    const reloadedAt = await metric(mirror.url, 'regmirror_config_last_reload_success_timestamp_seconds');
+    const refused = (await readFile(mirror.logPath!, 'utf8')).split('\n').filter((line) => line.includes('configuration not reloaded')).length;
     if (!(limitMB > 0)) throw new Error(`the mirror reports no cache limit (storage.maxSize ${limit})`);
     console.log(`\nclients: ${tally.blobs} whole blobs verified (${(tally.bytes / MB).toFixed(0)} MB), ${tally.ranges} ranges verified, ${tally.left} left mid-blob, ${tally.pulls} skopeo pulls; evictions ${idle.evictions}`);
     console.log(`under load: RSS at most ${Math.max(...samples.map((s) => s.rssMB)).toFixed(0)} MB, cache at most ${Math.max(...samples.map((s) => s.cacheMB)).toFixed(0)} MB; idle: cache ${idle.cacheMB.toFixed(0)} MB`);
@@ -234,11 +254,13 @@ async function main(): Promise<void> {
       [`RSS ${signed(rssGrowth)} MB from the middle third of the load to the last (< ${MAX_RSS_GROWTH_MB})`, rssGrowth < MAX_RSS_GROWTH_MB],
       [`open files ${signed(fileGrowth)} from the middle third to the last (< ${MAX_OPEN_FILES_GROWTH})`, fileGrowth < MAX_OPEN_FILES_GROWTH],
       [`cache within its limit once idle (${idle.cacheMB.toFixed(0)} of ${limitMB.toFixed(0)} MB)`, idle.cacheMB <= limitMB],
+      [`every reload applied (${reloads} sent, ${refused} refused, the last at least ${reloadSeconds} s before the end), the relay served ${relay.count()} requests`, refused === 0 && reloadedAt * 1000 >= until - 2 * reloadSeconds * 1000 && relay.count() > 0],
     ];
     for (const [text, ok] of checks) console.log(`${ok ? 'pass' : 'FAIL'}  ${text}`);
     failed = checks.filter(([, ok]) => !ok).length;
   } finally {
     await mirror?.stop();
+    await relay?.stop();
     await registry.stop(); // its folder, like every temp folder here, goes when the script exits
   }
   if (failed > 0) throw new Error(`soak: ${failed} check(s) failed`);
