@@ -1,7 +1,7 @@
 /** `regmirror serve` and `regmirror verify`: run the mirror, or check a configuration. */
 import { Option, type Command } from 'commander';
 import { ConfigError, loadConfig, type ConfigOverrides } from '../config/load.js';
-import { startMirror } from '../main.js';
+import { startMirror, type Mirror } from '../main.js';
 import { startupProblems } from '../startup-inputs.js';
 import { createLogger } from './logger.js';
 
@@ -21,15 +21,20 @@ export function registerServe(program: Command): void {
     .action(async (opts: ConfigOverrides & { config?: string }) => {
       const config = loadConfig(opts.config, opts);
       const logger = createLogger({ level: config.log.level, format: config.log.format });
-      const mirror = await startMirror(config, logger);
+      // The same file and flags again; the flags still win over the file. A SIGHUP during the start
+      // (whose default action would end the process) waits for it: the file may have changed since.
+      let mirror: Mirror | undefined;
+      let reloadPending = false;
+      const reload = (): void => void mirror?.reload(() => loadConfig(opts.config, opts));
+      process.on('SIGHUP', () => (mirror ? reload() : (reloadPending = true)));
+      const started = (mirror = await startMirror(config, logger));
+      if (reloadPending) reload();
       const stop = (signal: string): void => {
         logger.info({ signal }, 'shutting down');
-        void mirror.close().then(() => process.exit(0));
+        void started.close().then(() => process.exit(0));
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      // The same file and flags again; the flags still win over the file.
-      process.on('SIGHUP', () => mirror.reload(() => loadConfig(opts.config, opts)));
     });
 }
 
