@@ -140,6 +140,19 @@ describe('a CONNECT to a registry host regmirror mirrors', () => {
   });
 });
 
+describe('a reload', () => {
+  it('changes which hosts a proxy without proxy.hosts intercepts: every upstream, as the reload leaves them', async () => {
+    const own = await start({ proxy: { caCert: ca.caCert, caKey: ca.caKey } });
+    expect((await connectVia(own.proxyHost!, 'quay.io:443')).status).toBe(403);
+    const upstreams = { 'ghcr.io': { url: relays['ghcr.io'].url }, 'quay.io': { url: relays['ghcr.io'].url } };
+    expect(own.reload({ upstreams })).toMatchObject({ applied: true, changes: { added: ['quay.io'], removed: ['docker.io'] } });
+    const quay = await certificateVia(own.proxyHost!, 'quay.io:443', caPem);
+    expect(quay.authorized).toBe(true);
+    expect(quay.cert.subjectAltName).toBe('DNS:quay.io');
+    for (const host of ['registry-1.docker.io:443', 'docker.io:443']) expect((await connectVia(own.proxyHost!, host)).status, host).toBe(403);
+  });
+});
+
 describe('other CONNECTs', () => {
   it('refuse a host outside the list (otherHosts: refuse), another port, and a malformed target', async () => {
     for (const target of ['example.com:443', 'ghcr.io:8443', `127.0.0.1:${registry.port}`, 'docker.io:443']) {
