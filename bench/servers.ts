@@ -23,7 +23,7 @@ export interface BenchServer {
   logPath?: string;
   /** Its cache folder (regmirror only), until `stop` removes it. */
   dataDir?: string;
-  /** Rewrites its config file with `config` (as RegmirrorOptions.config) and sends SIGHUP (regmirror only). */
+  /** Rewrites its config file with `config` (as RegmirrorOptions.config) and sends SIGHUP (regmirror started with a `config`). */
   reload?(config: Record<string, unknown>): Promise<void>;
   stop(): Promise<void>;
 }

@@ -9,7 +9,7 @@ import type { Credentials } from './credentials.js';
 import type { Config } from './schema.js';
 
 /** The settings a reload applies: upstreams, routing, tag freshness and the log level. */
-export const RELOADABLE = ['upstreams', 'routing.defaultUpstream', 'cache.tagTTL', 'log.level'] as const;
+const RELOADABLE = ['upstreams', 'routing.defaultUpstream', 'cache.tagTTL', 'log.level'] as const;
 
 /** The difference between two configurations. */
 export interface ConfigChanges {
