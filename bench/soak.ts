@@ -3,10 +3,11 @@
  * clients ask for, so that downloads, evictions, revalidations and clients leaving mid-blob go on
  * all the time, and its configuration reloaded every few seconds, docker.io's URL switching between
  * the upstream and a relay to it (each reload replaces that upstream's connection pool). Every 10 s
- * it samples the mirror's RSS, heap, external memory, open files and handles; at the end it checks that nothing failed, that every blob and range served (but those
- * left mid-way) and every blob stored matches the upstream's bytes, that memory and open files did not grow from the middle third of the run to
- * the last, that every reload applied and both URLs served, and that the idle cache is within its
- * limit. Exits 1 when a check fails.
+ * it samples the mirror's RSS, heap, external memory, open files and handles. At the end it checks
+ * that nothing failed; that every blob and range served (but those left mid-way) and every blob
+ * stored matches the upstream's bytes; that memory and open files did not grow from the middle third
+ * of the run to the last; that every reload applied and both URLs served; and that the idle cache is
+ * within its limit. Exits 1 when a check fails.
  *
  *   SOAK_MINUTES=N  minutes of load (default 5)
  *   SOAK_IMAGES=N   images of three 0.3-6 MB layers in the upstream (default 32, about 300 MB)
