@@ -19,6 +19,7 @@ import { cidrList, parseListenAddress } from './network/addresses.js';
 import { RegistryApi } from './http/registry-api.js';
 import { listen, type OpenListener } from './http/server.js';
 import { MetadataStore } from './metadata/records.js';
+import type { EvictionPolicy } from './lifecycle/eviction.js';
 import { CacheLifecycle, type FleetEviction } from './lifecycle/lifecycle.js';
 import { Metrics, type FleetMetrics } from './metrics/metrics.js';
 import { RepositoryFilter } from './routing/repository-filter.js';
@@ -121,17 +122,16 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
       return client;
     };
 
-    const { maxSize, lowWater, maxAge } = config.storage;
     const fleet = coordination && evictsByFleet(config) ? fleetEviction(coordination, fleetGraceMs(config), metrics.fleet()) : undefined;
     const lifecycle = (opened.lifecycle = await CacheLifecycle.open({
       dataDir: config.storage.path,
       storage,
-      policy: { maxSize, lowWater, maxAge },
+      policy: evictionPolicy(config),
       logger,
       onEvicted: (reason, objects, bytes) => metrics.evicted(reason, objects, bytes),
       fleet,
     }));
-    metrics.useCacheUsage(() => lifecycle.usage(), maxSize);
+    metrics.useCacheUsage(() => lifecycle.usage(), config.storage.maxSize);
     const blobs = new BlobCache({ storage, metadata, upstream, spoolDir: config.storage.spoolPath ?? join(config.storage.path, '_spool'), redirectSeconds: config.storage.redirect ? PRESIGNED_URL_SECONDS : undefined, logger, events: metrics.blobCacheEvents(), use: lifecycle.use, fleet: coordination?.fleet });
     await blobs.init();
     lifecycle.start(blobs);
@@ -151,7 +151,7 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     const api = new RegistryApi({ blobs, manifests, lists });
     const account = createRequestObserver(metrics, logger, config.log.accessLog);
     // The status page names repositories, which /metrics never does: only on a listener of its own.
-    const statusPage = config.admin.address === undefined ? undefined : (opened.statusPage = new StatusPage({ snapshot: () => takeSnapshot({ tracker: status, metrics, cacheLimitBytes: maxSize }) }));
+    const statusPage = config.admin.address === undefined ? undefined : (opened.statusPage = new StatusPage({ snapshot: () => takeSnapshot({ tracker: status, metrics, cacheLimitBytes: running.config.storage.maxSize }) }));
     const deps = {
       router,
       api,
@@ -209,6 +209,8 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     }
     for (const name of [...changes.added, ...changes.changed]) clients.set(name, newClient(name, next.upstreams[name]!, credentials.get(name)));
     router.reconfigure(targets, next.routing.defaultUpstream);
+    opened.lifecycle!.setPolicy(evictionPolicy(next));
+    metrics.cacheLimitIs(next.storage.maxSize);
     status.setUpstreams(Object.keys(next.upstreams), changes.changed);
     logger.level = next.log.level;
     running = { config: next, credentials };
@@ -225,6 +227,12 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     await inputs.close();
   };
   return { listeners, proxy: opened.proxy, reload, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
+}
+
+/** The cache's limits (`storage.maxSize`, `lowWater`, `maxAge`). */
+function evictionPolicy(config: Readonly<Config>): EvictionPolicy {
+  const { maxSize, lowWater, maxAge } = config.storage;
+  return { maxSize, lowWater, maxAge };
 }
 
 /** What the router knows of each configured upstream. */

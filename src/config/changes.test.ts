@@ -36,13 +36,14 @@ describe('configChanges', () => {
       doc.upstreams['docker.io'] = { url: 'https://registry-1.docker.io', repositories: { deny: ['library/evil'] } };
       doc.routing = { defaultUpstream: 'quay.io' };
       doc.cache = { tagTTL: '1m' };
+      doc.storage = { maxSize: '10GB', maxAge: '30d' };
       doc.log = { level: 'debug' };
     });
     expect(changes).toEqual({
       added: ['quay.io'],
       removed: ['ghcr.io'],
       changed: ['docker.io'],
-      settings: ['routing.defaultUpstream', 'cache.tagTTL', 'log.level'],
+      settings: ['routing.defaultUpstream', 'storage.maxSize', 'storage.maxAge', 'cache.tagTTL', 'log.level'],
       needRestart: [],
     });
   });
@@ -62,7 +63,7 @@ describe('configChanges', () => {
       doc.cache = { tagTTL: '1m', manifestMemoryBytes: 1024 };
       doc.log = { format: 'pretty', accessLog: false };
     });
-    expect(changes.needRestart).toEqual(['listeners', 'access', 'storage', 'cache.manifestMemoryBytes', 'log.format', 'log.accessLog']);
+    expect(changes.needRestart).toEqual(['listeners', 'access', 'storage.path', 'cache.manifestMemoryBytes', 'log.format', 'log.accessLog']);
     expect(changes.settings).toEqual(['cache.tagTTL']);
   });
 

@@ -8,8 +8,8 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Credentials } from './credentials.js';
 import type { Config } from './schema.js';
 
-/** The settings a reload applies: upstreams, routing, tag freshness and the log level. */
-const RELOADABLE = ['upstreams', 'routing.defaultUpstream', 'cache.tagTTL', 'log.level'] as const;
+/** The settings a reload applies: upstreams, routing, tag freshness, the cache's limits and the log level. */
+const RELOADABLE = ['upstreams', 'routing.defaultUpstream', 'cache.tagTTL', 'storage.maxSize', 'storage.lowWater', 'storage.maxAge', 'log.level'] as const;
 
 /** The difference between two configurations. */
 export interface ConfigChanges {
@@ -19,7 +19,7 @@ export interface ConfigChanges {
   removed: string[];
   /** Upstreams in both whose settings or resolved credentials differ. */
   changed: string[];
-  /** Other reloadable keys that differ (`routing.defaultUpstream`, `cache.tagTTL`, `log.level`). */
+  /** Other reloadable keys that differ (`routing.defaultUpstream`, `cache.tagTTL`, `storage.maxSize`...). */
   settings: string[];
   /** Keys that differ and need a restart, e.g. `listeners` or `storage.path`. */
   needRestart: string[];

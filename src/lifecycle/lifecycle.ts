@@ -122,6 +122,11 @@ export class CacheLifecycle {
     return new CacheLifecycle(options, index, unmark, background, now);
   }
 
+  /** Evicts by `policy` from the next check on (a reload's storage limits). */
+  setPolicy(policy: EvictionPolicy): void {
+    this.options.policy = policy;
+  }
+
   /** Where the caches report content use. */
   get use(): ContentUse {
     return this.index;

@@ -217,7 +217,12 @@ export class Metrics {
   /** Reads the cache size from `usage` at every scrape (exact, and shared with `regmirror gc`). */
   useCacheUsage(usage: () => { bytes: number; objects: number }, limit: number | undefined): void {
     this.cacheUsage = usage;
-    if (limit !== undefined) this.cacheLimit.set(limit);
+    this.cacheLimitIs(limit);
+  }
+
+  /** The cache's size limit, at start and after a reload; undefined: none. */
+  cacheLimitIs(limit: number | undefined): void {
+    this.cacheLimit.set(limit ?? 0);
   }
 
   /** Content was evicted. */

@@ -8,6 +8,7 @@ import { sha256 } from '../harness/http.js';
 import { AccessIndex } from '../../src/lifecycle/access-index.js';
 import { indexFile } from '../../src/lifecycle/lifecycle.js';
 import { listCache } from '../../src/lifecycle/listing.js';
+import type { ReloadOutcome } from '../../src/main.js';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { metric } from '../support/http.js';
 import { isCached, pullImage, startLimitedMirror, UPSTREAM, waitFor, type LimitedMirror } from './support.js';
@@ -108,6 +109,40 @@ describe('size limit', () => {
       expect(relay.count((r) => r.path.includes('/manifests/'))).toBe(0);
     } finally {
       await fresh.close();
+    }
+  });
+});
+
+/** The settings a reload applied, sorted; its error if it applied nothing. */
+const settingsChanged = (outcome: ReloadOutcome): string[] | string => (outcome.applied ? [...outcome.changes.settings].sort() : outcome.error);
+
+describe('a reload', () => {
+  it('sets, lowers and lifts the size limit of a running mirror: eviction follows from the next check', async () => {
+    const mirror = await startLimitedMirror(relay.url);
+    const size = (): Promise<number> => metric(mirror.url, 'regmirror_cache_size_bytes');
+    try {
+      for (const name of ['a', 'b', 'c'] as const) {
+        await pullImage(mirror.url, images[name]);
+        await sleep(5);
+      }
+      await waitFor('a, b and c indexed', async () => (await size()) > 3 * LAYER);
+      expect(await metric(mirror.url, 'regmirror_cache_limit_bytes')).toBe(0);
+
+      expect(settingsChanged(mirror.reload({ maxSize: 2_500_000, lowWater: '80%' }))).toEqual(['storage.lowWater', 'storage.maxSize']);
+      await waitFor('eviction to the new limit', async () => (await size()) <= 2_500_000 * 0.8);
+      expect([await isCached(mirror.dataDir, layerOf(images.a)), await isCached(mirror.dataDir, layerOf(images.c))]).toEqual([false, true]);
+      expect(await metric(mirror.url, 'regmirror_cache_limit_bytes')).toBe(2_500_000);
+
+      expect(settingsChanged(mirror.reload({}))).toEqual(['storage.lowWater', 'storage.maxSize']);
+      const evictions = await metric(mirror.url, 'regmirror_evictions_total');
+      await pullImage(mirror.url, images.a);
+      await pullImage(mirror.url, images.d);
+      await waitFor('all four indexed', async () => (await size()) > 3 * LAYER);
+      await sleep(1_500); // more than a check's interval: no limit, no eviction
+      expect(await metric(mirror.url, 'regmirror_evictions_total')).toBe(evictions);
+      expect(await metric(mirror.url, 'regmirror_cache_limit_bytes')).toBe(0);
+    } finally {
+      await mirror.close();
     }
   });
 });

@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/load.js';
-import type { ConfigInput } from '../../src/config/schema.js';
-import { startMirror, type Mirror } from '../../src/main.js';
+import type { Config, ConfigInput } from '../../src/config/schema.js';
+import { startMirror, type Mirror, type ReloadOutcome } from '../../src/main.js';
 import { ACCEPT_ALL, send, sha256 } from '../harness/http.js';
 import { exited, spawnTracked, tempDir, type SeededImage } from '../support/index.js';
 
@@ -18,23 +18,26 @@ export interface LimitedMirror {
   url: string;
   dataDir: string;
   mirror: Mirror;
+  /** Reloads the mirror with these storage settings instead (as a SIGHUP does with an edited file). */
+  reload(storage: ConfigInput['storage']): ReloadOutcome;
   close(): Promise<void>;
 }
 
 /** Starts a mirror of `upstreamUrl` as quay.io with `storage` settings (path: a new temp folder unless given). */
 export async function startLimitedMirror(upstreamUrl: string, storage: ConfigInput['storage'] = {}, access: ConfigInput['access'] = {}): Promise<LimitedMirror> {
   const dataDir = storage?.path ?? tempDir('lifecycle-data');
-  const config = parseConfig({
+  const configWith = (settings: ConfigInput['storage']): Readonly<Config> => parseConfig({
     version: 1,
     listeners: [{ address: '127.0.0.1:0' }],
-    storage: { ...storage, path: dataDir },
+    storage: { ...settings, path: dataDir },
     access,
     log: { level: process.env.REGMIRROR_TEST_LOG ?? 'silent' },
     upstreams: { [UPSTREAM]: { url: upstreamUrl } },
   });
+  const config = configWith(storage);
   const mirror = await startMirror(config, pino({ level: config.log.level }));
   const url = `http://127.0.0.1:${mirror.listeners[0]!.address.port}`;
-  return { url, dataDir, mirror, close: () => mirror.close(100) };
+  return { url, dataDir, mirror, reload: (settings) => mirror.reload(() => configWith(settings)), close: () => mirror.close(100) };
 }
 
 /** Pulls an image as a client would (manifest by tag, then every blob), checking every digest. */
