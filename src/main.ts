@@ -22,6 +22,7 @@ import { MetadataStore } from './metadata/records.js';
 import type { EvictionPolicy } from './lifecycle/eviction.js';
 import { CacheLifecycle, type FleetEviction } from './lifecycle/lifecycle.js';
 import { Metrics, type FleetMetrics } from './metrics/metrics.js';
+import { RegistryError } from './oci/errors.js';
 import { RepositoryFilter } from './routing/repository-filter.js';
 import { Router, type RouteTarget } from './routing/router.js';
 import type { OpenProxy } from './proxy/open.js';
@@ -118,7 +119,8 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     const metadata = new MetadataStore(storage, coordination?.tags);
     const upstream = (name: string): UpstreamClient => {
       const client = clients.get(name);
-      if (!client) throw new Error(`no upstream client for ${name}`);
+      // Only a request routed just before a reload removed its upstream finds none.
+      if (!client) throw new RegistryError('NAME_UNKNOWN', `registry ${name} is no longer mirrored here`, { registry: name });
       return client;
     };
 
