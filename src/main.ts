@@ -93,6 +93,8 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
   // What the running mirror was configured with: the start's configuration, then each reload's.
   let running = { config, credentials: inputs.upstreamCredentials as CredentialsByUpstream };
   const router = new Router(routeTargets(config), config.routing.defaultUpstream);
+  // Who may connect and whose X-Forwarded-For counts are read per request: a reload replaces them here.
+  let applyAccess: (next: Readonly<Config>) => void = () => undefined;
 
   // What the start opens from here on. shutdown() closes whatever of it is open: when a later step
   // of the start fails (a port taken, an index that cannot be opened) as when the mirror closes.
@@ -159,7 +161,7 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
       api,
       logger,
       limits: config.http,
-      trustedProxies: config.access.trustedProxies.length > 0 ? cidrList(config.access.trustedProxies) : undefined,
+      trustedProxies: trustedProxies(config),
       auth: inputs.auth,
       observe: (record: RequestRecord) => {
         account(record);
@@ -171,6 +173,11 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     const allowList = (cidrs: readonly string[] | undefined): BlockList | undefined => (cidrs ? cidrList(cidrs) : undefined);
     const specs = config.listeners.map((l, i) => ({ ...parseListenAddress(l.address), upstream: l.upstream, registry: true, admin: config.admin.address === undefined, allow: allowList(l.allow), tls: inputs.listenerTls[i] }));
     if (config.admin.address !== undefined) specs.push({ ...parseListenAddress(config.admin.address), upstream: undefined, registry: false, admin: true, allow: allowList(config.admin.allow), tls: undefined });
+    applyAccess = (next) => {
+      deps.trustedProxies = trustedProxies(next);
+      next.listeners.forEach((l, i) => (specs[i]!.allow = allowList(l.allow)));
+      if (next.admin.address !== undefined) specs.at(-1)!.allow = allowList(next.admin.allow); // the admin listener's, last
+    };
     // The proxy opens first, so that once the registry listeners answer, everything does.
     // The CA was read with the other inputs: it is there exactly when the proxy is configured.
     if (config.proxy && inputs.proxyCa) {
@@ -212,6 +219,7 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     for (const name of [...changes.added, ...changes.changed]) clients.set(name, newClient(name, next.upstreams[name]!, credentials.get(name)));
     router.reconfigure(targets, next.routing.defaultUpstream);
     opened.lifecycle!.setPolicy(evictionPolicy(next));
+    applyAccess(next);
     metrics.cacheLimitIs(next.storage.maxSize);
     status.setUpstreams(Object.keys(next.upstreams), changes.changed);
     logger.level = next.log.level;
@@ -229,6 +237,11 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     await inputs.close();
   };
   return { listeners, proxy: opened.proxy, reload, close: (graceMs = 5_000) => (closing ??= close(graceMs)) };
+}
+
+/** The proxies whose X-Forwarded-For is believed (`access.trustedProxies`), if any. */
+function trustedProxies(config: Readonly<Config>): BlockList | undefined {
+  return config.access.trustedProxies.length > 0 ? cidrList(config.access.trustedProxies) : undefined;
 }
 
 /** The cache's limits (`storage.maxSize`, `lowWater`, `maxAge`). */

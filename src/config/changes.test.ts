@@ -59,12 +59,28 @@ describe('configChanges', () => {
     const changes = changesTo((doc) => {
       doc.listeners = [{ address: '127.0.0.1:5001' }];
       doc.storage = { path: '/var/cache/other' };
-      doc.access = { trustedProxies: ['10.0.0.0/8'] };
+      doc.access = { htpasswd: '/etc/regmirror/htpasswd' };
       doc.cache = { tagTTL: '1m', manifestMemoryBytes: 1024 };
       doc.log = { format: 'pretty', accessLog: false };
     });
-    expect(changes.needRestart).toEqual(['listeners', 'access', 'storage.path', 'cache.manifestMemoryBytes', 'log.format', 'log.accessLog']);
+    expect(changes.needRestart).toEqual(['listeners', 'access.htpasswd', 'storage.path', 'cache.manifestMemoryBytes', 'log.format', 'log.accessLog']);
     expect(changes.settings).toEqual(['cache.tagTTL']);
+  });
+
+  it('applies a new allow-list of a listener, but not a listener moved or added', () => {
+    const allowed = changesTo((doc) => {
+      doc.listeners = [{ address: '127.0.0.1:5000', allow: ['10.0.0.0/8'] }];
+      doc.access = { trustedProxies: ['10.1.2.3'] };
+    });
+    expect([allowed.settings, allowed.needRestart]).toEqual([['listeners[0].allow', 'access.trustedProxies'], []]);
+    const moved = changesTo((doc) => {
+      doc.listeners = [{ address: '127.0.0.1:5001', allow: ['10.0.0.0/8'] }];
+    });
+    expect([moved.settings, moved.needRestart]).toEqual([[], ['listeners']]);
+    const added = changesTo((doc) => {
+      doc.listeners = [{ address: '127.0.0.1:5000' }, { address: '127.0.0.1:5001', upstream: 'ghcr.io' }];
+    });
+    expect(added.needRestart).toEqual(['listeners']);
   });
 
   it('sees a section that appears or goes, as a fleet gaining Redis', () => {

@@ -35,7 +35,7 @@ export interface ListenerSpec {
   registry: boolean;
   /** Serves /metrics, /healthz, /readyz. */
   admin: boolean;
-  /** Only clients in this list are served (all when absent). */
+  /** Only clients in this list are served (all when absent); read per request, so a reload may replace it. */
   allow?: BlockList | undefined;
   /** Serve HTTPS with this source's certificate, following its changes (plain HTTP when absent). */
   tls?: TlsSource | undefined;
@@ -58,7 +58,7 @@ export interface ServerDeps {
   observe: (record: RequestRecord) => void;
   logger: Logger;
   limits: HttpLimits;
-  /** Proxies whose X-Forwarded-For is believed. */
+  /** Proxies whose X-Forwarded-For is believed; read per request, so a reload may replace it. */
   trustedProxies?: BlockList | undefined;
   /** Client authentication for the registry API, when configured. */
   auth?: HtpasswdAuth | undefined;

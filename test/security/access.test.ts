@@ -55,6 +55,28 @@ describe('access control', () => {
     expect((await send(`${untrusting.url}/v2/`, { headers: { 'x-forwarded-for': '203.0.113.5' } })).status).toBe(403);
   });
 
+  it('takes new allow-lists and trusted proxies at a reload, with no restart', async () => {
+    const m = await startTestMirror({
+      upstreams: { 'ghcr.io': { url: `http://ci:${UPSTREAM_PASSWORD}@${registry.host}` } },
+      allow: ['10.0.0.0/8'],
+      admin: { address: '127.0.0.1:0', allow: ['10.0.0.0/8'] },
+    });
+    mirrors.push(m);
+    const metricsUrl = `http://${m.hosts.at(-1)}/metrics`;
+    const status = async (url: string, headers: Record<string, string> = {}): Promise<number> => (await send(url, { headers })).status;
+    expect([await status(`${m.url}/v2/`), await status(metricsUrl)]).toEqual([403, 403]);
+
+    const opened = m.reload({ allow: ['127.0.0.0/8'], admin: { address: '127.0.0.1:0', allow: ['127.0.0.1'] } });
+    expect(opened.applied && [...opened.changes.settings].sort()).toEqual(['admin.allow', 'listeners[0].allow']);
+    expect([await status(`${m.url}/v2/`), await status(metricsUrl)]).toEqual([200, 200]);
+
+    expect(m.reload({ allow: ['203.0.113.0/24'], access: { trustedProxies: ['127.0.0.1'] } })).toMatchObject({ applied: true });
+    expect(await status(`${m.url}/v2/`, { 'x-forwarded-for': '203.0.113.5' })).toBe(200);
+    expect(await status(`${m.url}/v2/`)).toBe(403);
+    expect(m.reload({ access: {} })).toMatchObject({ applied: true, changes: { settings: ['access.trustedProxies'] } });
+    expect(await status(`${m.url}/v2/`, { 'x-forwarded-for': '203.0.113.5' })).toBe(403);
+  });
+
   it('asks for credentials with a Basic challenge when an htpasswd file is set, and re-reads it', async () => {
     const file = join(out(), 'htpasswd');
     writeFileSync(file, await htpasswdLine('alice', 'wonderland'));
