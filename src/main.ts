@@ -194,12 +194,14 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     throw err;
   }
 
+  let closing: Promise<void> | undefined;
   const reload = (load: () => Readonly<Config>): ReloadOutcome => {
     let next: Readonly<Config>;
     let changes: ConfigChanges;
     let credentials: Map<string, Credentials | undefined>;
     let targets: RouteTarget[];
     try {
+      if (closing) throw new Error('the mirror is shutting down');
       next = load();
       credentials = new Map(Object.entries(next.upstreams).map(([name, upstream]) => [name, resolveCredentials(name, upstream.credentials)]));
       changes = configChanges(running.config, running.credentials, next, credentials);
@@ -231,7 +233,6 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     return { applied: true, changes };
   };
 
-  let closing: Promise<void> | undefined;
   const close = async (graceMs: number): Promise<void> => {
     await shutdown(graceMs);
     await inputs.close();

@@ -110,6 +110,9 @@ describe('reloading the configuration', () => {
     expect(m.reload({ listeners: [undefined] })).toMatchObject({ applied: true, changes: { added: ['locked.example'], removed: [], changed: [], settings: [] } });
     expect(await manifest(m, 'locked.example/team/app')).toMatchObject({ status: 200, digest: app.manifestDigest });
     expect(await reloadMetric(m)).toBe(1);
+
+    await m.close();
+    expect(m.reload({})).toEqual({ applied: false, error: 'the mirror is shutting down' });
   });
 
   it('lets a blob download under way finish on the old upstream settings, whole and cached', async () => {
