@@ -91,7 +91,7 @@ async function assemble(config: Readonly<Config>, logger: Logger, inputs: Startu
     retiring.add(closed);
   };
   // What the running mirror was configured with: the start's configuration, then each reload's.
-  let running = { config, credentials: inputs.upstreamCredentials as CredentialsByUpstream };
+  let running: { config: Readonly<Config>; credentials: CredentialsByUpstream } = { config, credentials: inputs.upstreamCredentials };
   const router = new Router(routeTargets(config), config.routing.defaultUpstream);
   // Who may connect and whose X-Forwarded-For counts are read per request: a reload replaces them here.
   let applyAccess: (next: Readonly<Config>) => void = () => undefined;
